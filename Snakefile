@@ -1,0 +1,31 @@
+# benchpipe: provision -> deploy -> run (warm-up + measure) -> collect -> summarize -> plot.
+# Rules are thin; the logic is in the `benchpipe` package. Nothing here names an experiment.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/measure.smk"
+include: "rules/report.smk"
+include: "rules/cluster.smk"
+
+
+rule all:
+    input:
+        get_final_figures(),
+    default_target: True
+
+
+onsuccess:
+    # Clusters still up (e.g. after --until collect) go now; a no-op when every cluster's
+    # last point already took its cluster down.
+    teardown_everything()
+
+
+onerror:
+    teardown_everything()
+    report_unfinished()

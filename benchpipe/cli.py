@@ -1,0 +1,137 @@
+"""`python -m benchpipe <command>`: the thin entry points the rules call, and the maintenance commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchpipe.validation import ConfigError
+
+log = logging.getLogger("benchpipe")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _config(args: argparse.Namespace) -> dict[str, Any]:
+    return json.loads(args.config_json)
+
+
+def cmd_render(args: argparse.Namespace) -> None:
+    from benchpipe import registry
+    from benchpipe.clusters import planned_cluster
+    from benchpipe.model import write_json_atomic
+
+    spec = json.loads(args.spec_json)
+    deployer = registry.load("deployer", spec["deployer"]["name"])(spec["deployer"]["settings"])
+    shape = planned_cluster(f"{spec['experiment']}-{spec['baseline']}", spec["machines"])
+    spec["rendered"] = deployer.render(shape, spec["deployment"], spec["env"])
+    write_json_atomic(args.out, spec)
+    log.info(
+        "rendered %s/%s/%s with %s", spec["experiment"], spec["baseline"], spec["point"], deployer.__class__.__name__
+    )
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    from benchpipe.clusters import ensure_cluster
+    from benchpipe.collect import load_json
+    from benchpipe.measure import measure_point
+
+    config = _config(args)
+    spec = load_json(Path(args.deploy), "the point's deployment, written by the deploy rule")
+    cluster = ensure_cluster(config, spec)
+    measure_point(spec, cluster, Path(args.out), Path(args.log_dir))
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from benchpipe.clusters import cluster_file, teardown_cluster
+    from benchpipe.collect import load_json, write_manifest
+    from benchpipe.model import Cluster
+
+    config = _config(args)
+    spec = load_json(Path(args.deploy), "the point's deployment")
+    cpath = cluster_file(Path(config["results_dir"]), spec["experiment"], spec["baseline"])
+    cluster = Cluster.load(cpath) if cpath.exists() else None
+    manifest = write_manifest(spec, cluster, Path(args.raw), Path(args.out), REPO)
+    if manifest["fell_behind"]:
+        log.warning("point %s: the load generator fell behind: %s", spec["point"], manifest["generator"])
+    # After the last point of its cluster (all siblings complete), the cluster goes.
+    if all(Path(s).exists() for s in args.siblings):
+        teardown_cluster(config, cpath)
+
+
+def cmd_summarize(args: argparse.Namespace) -> None:
+    from benchpipe.summarize import summarize, write_summary
+
+    config = _config(args)
+    exp = load_configured_experiment(config, args.experiment)
+    df = summarize(exp, Path(config["results_dir"]), config["repetitions"])
+    write_summary(df, Path(args.parquet), Path(args.csv))
+    behind = df.filter(df["fell_behind"]) if "fell_behind" in df.columns else df.clear()
+    for row in behind.iter_rows(named=True):
+        log.warning("%s/%s: generator fell behind (%s)", row["baseline"], row["point"], row["fell_behind_reason"])
+    log.info("summary of %d points written to %s", df.height, args.parquet)
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from benchpipe.plots.figures import render
+
+    config = _config(args)
+    exp = load_configured_experiment(config, args.experiment)
+    fig = next((f for f in exp.data["figures"] if f["name"] == args.figure), None)
+    if fig is None:
+        raise ConfigError(f"{exp.source}: figures: no figure named {args.figure!r}")
+    render(pl.read_parquet(args.summary), fig, Path(args.png), Path(args.html))
+
+
+def cmd_teardown(args: argparse.Namespace) -> None:
+    from benchpipe.clusters import teardown_all
+
+    done = teardown_all(_config(args))
+    print(f"tore down {len(done)} cluster(s)" + "".join(f"\n  {d}" for d in done))
+
+
+def load_configured_experiment(config: dict[str, Any], name: str) -> Any:
+    from benchpipe.experiment import experiment_path, load_experiment
+
+    return load_experiment(experiment_path(config["suite"], name, REPO), config["scale"], config["repetitions"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchpipe")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Any, *opts: str, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name)
+        p.set_defaults(fn=fn)
+        if config:
+            p.add_argument("--config-json", required=True)
+        for o in opts:
+            p.add_argument(f"--{o}", required=True)
+        return p
+
+    add("render", cmd_render, "spec-json", "out", config=False)
+    add("measure", cmd_measure, "deploy", "out", "log-dir")
+    add("collect", cmd_collect, "deploy", "raw", "out").add_argument("--siblings", nargs="*", default=[])
+    add("summarize", cmd_summarize, "experiment", "parquet", "csv")
+    add("plot", cmd_plot, "experiment", "summary", "figure", "png", "html")
+    add("teardown", cmd_teardown)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        args.fn(args)
+    except ConfigError as e:
+        log.error("%s", e)
+        return 2
+    except Exception as e:
+        from benchpipe.collect import RawDataError
+
+        if isinstance(e, RawDataError):
+            log.error("%s", e)
+            return 3
+        raise
+    return 0

@@ -1,0 +1,120 @@
+"""Cluster lifetime: brought up by the first point that needs it, torn down after the last.
+
+The cluster file (results/.clusters/<experiment>/<baseline>.json) exists exactly while the machines
+do. It is not a Snakemake output on purpose: a file every point depends on would make Snakemake
+re-measure every finished point whenever the cluster is brought up again for a missing one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import secrets
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchpipe import registry
+from benchpipe.model import Cluster, Host
+
+log = logging.getLogger("benchpipe.clusters")
+
+
+def cluster_file(results: Path, experiment: str, baseline: str) -> Path:
+    return results / ".clusters" / experiment / f"{baseline}.json"
+
+
+def provider_for(config: dict[str, Any]) -> Any:
+    prov = config["provider"]
+    settings = {**prov.get("settings", {}), "results_dir": config["results_dir"]}
+    return registry.load("provider", prov["name"])(settings)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def planned_cluster(name: str, machines: list[dict[str, Any]]) -> Cluster:
+    """The shape as a Cluster without addresses: what a deployer renders a deployment against."""
+    hosts = [
+        Host(
+            name=m["name"],
+            address="",
+            role=m["role"],
+            labels=list(m.get("labels", [])),
+            instance_type=m.get("instance_type"),
+            storage=m.get("instance_storage"),
+        )
+        for m in machines
+    ]
+    return Cluster(name=name, provider="planned", run_id="", experiment="", baseline="", hosts=hosts, lock_key=name)
+
+
+def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
+    """The point's cluster: the live one if its file exists, else a new one (recorded at once)."""
+    results = Path(config["results_dir"])
+    path = cluster_file(results, spec["experiment"], spec["baseline"])
+    with _file_lock(path):
+        if path.exists():
+            cluster = Cluster.load(path)
+            keepalive = getattr(provider_for(config), "keepalive", None)
+            if keepalive:
+                keepalive(cluster)
+            return cluster
+        run_id = config.get("run_id") or secrets.token_hex(4)
+        name = f"{spec['experiment']}-{spec['baseline']}"
+        log.info(
+            "provisioning cluster %s (%d machines) with %s", name, len(spec["machines"]), config["provider"]["name"]
+        )
+        cluster = provider_for(config).provision(
+            {"machines": spec["machines"]},
+            name=name,
+            run_id=run_id,
+            experiment=spec["experiment"],
+            baseline=spec["baseline"],
+        )
+        cluster.save(path)
+        return cluster
+
+
+def teardown_cluster(config: dict[str, Any], path: Path) -> bool:
+    """Tear down the cluster recorded in `path`; idempotent. Returns whether there was one."""
+    with _file_lock(path):
+        if not path.exists():
+            return False
+        cluster = Cluster.load(path)
+        log.info("tearing down cluster %s (%s, run %s)", cluster.name, cluster.provider, cluster.run_id)
+        provider_for({**config, "provider": {**config["provider"], "name": cluster.provider}}).teardown(cluster)
+        path.unlink()
+        return True
+
+
+def teardown_all(config: dict[str, Any], experiment: str | None = None) -> list[str]:
+    """Tear down every live cluster of this results folder; a second Ctrl-C does not interrupt it."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        root = Path(config["results_dir"]) / ".clusters"
+        pattern = f"{experiment}/*.json" if experiment else "*/*.json"
+        done = []
+        for path in sorted(root.glob(pattern)):
+            try:
+                if teardown_cluster(config, path):
+                    done.append(str(path))
+            except Exception as e:  # keep going: one failed teardown must not leave the others up
+                log.error("teardown of %s failed: %s; run `snakemake teardown` again", path, e)
+        # Local stacks of killed jobs, if any.
+        from benchpipe.deployers.process import reap_stale
+
+        reap_stale()
+        return done
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,145 @@
+"""Collect: check a point's raw files and write its manifest, the mark of a complete point."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchpipe.model import Cluster, write_json_atomic
+from benchpipe.validation import ConfigError
+
+PACKAGES = ["snakemake", "polars", "altair", "hdrhistogram", "boto3", "fabric", "docker", "jsonschema", "aiohttp"]
+ASYNC_FIELDS = ("recvTs", "dispatchTs", "finishedTs")
+
+
+class RawDataError(ValueError):
+    """A raw result file is missing, truncated or corrupt; the message names it."""
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for p in PACKAGES:
+        try:
+            out[p] = importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def check_async_results(path: Path) -> int:
+    """Every line a JSON object with the timestamps; returns the count of entries."""
+    if not path.exists():
+        raise RawDataError(f"{path}: missing (the stack wrote no async_results)")
+    n = 0
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                raise RawDataError(f"{path}: line {i} is not JSON (truncated or corrupt file)") from None
+            if not isinstance(rec, dict) or any(not isinstance(rec.get(k), int) for k in ASYNC_FIELDS):
+                raise RawDataError(f"{path}: line {i}: expected integer fields {', '.join(ASYNC_FIELDS)}")
+            n += 1
+    if n == 0:
+        raise RawDataError(f"{path}: empty: no call finished during the point")
+    return n
+
+
+def check_report(path: Path) -> dict[str, Any]:
+    try:
+        rep = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RawDataError(f"{path}: missing (the load generator wrote no report)") from None
+    except ValueError:
+        raise RawDataError(f"{path}: not valid JSON (truncated or corrupt file)") from None
+    for key in ("target_rate", "achieved_rate", "sent", "fell_behind"):
+        if key not in rep:
+            raise RawDataError(f"{path}: key {key!r} missing from the generator report")
+    return rep
+
+
+def check_raw(spec: dict[str, Any], raw: Path) -> dict[str, Any]:
+    """What a complete point's raw folder must hold; returns facts for the manifest."""
+    facts: dict[str, Any] = {}
+    metrics = spec.get("summary_metrics", ["latency"])
+    if "switching" in metrics:
+        trace = raw / "trace.txt"
+        if not trace.exists() or trace.stat().st_size == 0:
+            raise RawDataError(f"{trace}: missing or empty")
+    else:
+        facts["async_results_entries"] = check_async_results(raw / "async_results")
+        rep = check_report(raw / "measure.json")
+        facts["generator"] = {k: v for k, v in rep.items() if k != "histogram"}
+    try:
+        facts["timing"] = json.loads((raw / "timing.json").read_text())
+    except (FileNotFoundError, ValueError):
+        raise RawDataError(f"{raw / 'timing.json'}: missing or corrupt") from None
+    return facts
+
+
+def write_manifest(spec: dict[str, Any], cluster: Cluster | None, raw: Path, out: Path, repo: Path) -> dict[str, Any]:
+    facts = check_raw(spec, raw)
+    timing = facts.pop("timing")
+
+    def iso(t: float | None) -> str | None:
+        return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds") if t else None
+
+    manifest = {
+        "experiment": spec["experiment"],
+        "baseline": spec["baseline"],
+        "label": spec["label"],
+        "point": spec["point"],
+        "repetition": spec["repetition"],
+        "parameters": spec["params"],
+        "config_hash": spec["config_hash"],
+        "git": git_state(repo),
+        "packages": package_versions(),
+        "controller": {"host": platform.node(), "platform": platform.platform()},
+        "cluster": None
+        if cluster is None
+        else {
+            "name": cluster.name,
+            "provider": cluster.provider,
+            "run_id": cluster.run_id,
+            "machines": [{"name": h.name, "role": h.role, "instance_type": h.instance_type} for h in cluster.hosts],
+        },
+        "deployer": spec["deployer"]["name"],
+        "generator": spec["generator"]["name"],
+        "start": iso(timing.get("deploy_start")),
+        "end": iso(timing.get("stopped")),
+        "timing": timing,
+        **facts,
+        "fell_behind": bool(facts.get("generator", {}).get("fell_behind", False)),
+        "files": sorted(p.name for p in raw.iterdir()),
+    }
+    write_json_atomic(out, manifest)
+    return manifest
+
+
+def load_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing ({what})") from None
+    except ValueError:
+        raise ConfigError(f"{path}: not valid JSON ({what}); delete it to rebuild it") from None

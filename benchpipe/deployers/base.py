@@ -1,0 +1,38 @@
+"""The deployer interface: how the system under test starts, and is reset, for each point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from benchpipe.model import Cluster
+
+
+class Stack(Protocol):
+    endpoint: str  # base URL of the gateway, e.g. http://127.0.0.1:8080
+
+
+class Deployer(Protocol):
+    def __init__(self, settings: dict[str, Any]) -> None: ...
+
+    def render(self, cluster: Cluster, deployment: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+        """The concrete deployment of one point (commands or compose file), as JSON-able data."""
+        ...
+
+    def start(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> Stack:
+        """Start a fresh stack (fresh state) from `rendered`; results go under `remote_dir`."""
+        ...
+
+    def wait_ready(self, stack: Stack, timeout_s: float) -> None: ...
+
+    def fetch(self, stack: Stack, dest: Path) -> list[Path]:
+        """Bring the stack's raw outputs (async_results, ...) into `dest`."""
+        ...
+
+    def collect_logs(self, stack: Stack, dest: Path) -> None:
+        """Every container's or process's log, for a failed point."""
+        ...
+
+    def stop(self, stack: Stack) -> None:
+        """Stop and remove the stack; idempotent, also after a failure."""
+        ...

@@ -1,0 +1,242 @@
+"""The process deployer: the stand-in stack as local processes on 127.0.0.1, fresh for every point.
+
+Stack processes stay in the job's process group (so Ctrl-C reaches them) and get a parent-death
+signal (so a SIGKILLed job does not orphan them); their pids are also written to a pid file that
+`reap_stale` uses after a hard kill of the whole controller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchpipe.model import Cluster
+
+REPO = Path(__file__).resolve().parents[2]
+WORKLOADS = REPO / "workloads"
+PID_DIR = Path(os.environ.get("BENCHPIPE_PID_DIR", Path.home() / ".cache" / "benchpipe" / "stacks"))
+PR_SET_PDEATHSIG = 1
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ProcessStack:
+    endpoint: str
+    workdir: Path
+    results_path: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pid_file: Path | None = None
+    ready_path: str = "/healthz"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _terminate(pids: list[int], grace_s: float = 5.0) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes; reaped by its parent's wait().
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def reap_stale(pid_dir: Path | None = None) -> list[int]:
+    """Kill stack processes whose job died without stopping them; returns the pids killed."""
+    pid_dir = pid_dir or PID_DIR
+    killed: list[int] = []
+    if not pid_dir.is_dir():
+        return killed
+    for f in pid_dir.glob("*.json"):
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            f.unlink(missing_ok=True)
+            continue
+        if _alive(rec.get("owner", -1)):
+            continue  # its job is still running and will stop it
+        stale = [p["pid"] for p in rec.get("procs", []) if _alive(p["pid"]) and _cmdline(p["pid"]) == p["cmdline"]]
+        _terminate(stale)
+        killed += stale
+        f.unlink(missing_ok=True)
+    return killed
+
+
+class ProcessDeployer:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.host = settings.get("host", "127.0.0.1")
+        self.python = settings.get("python", sys.executable)
+        self.stop_grace_s = float(settings.get("stop_grace_s", 10))
+
+    def render(self, cluster: Cluster, deployment: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+        services = deployment.get("process", [])
+        if not services:
+            raise DeployError("the experiment has no stack.process services for the process deployer")
+        if sum(1 for s in services if s.get("gateway")) != 1:
+            raise DeployError("stack.process: expected exactly one service with gateway: true")
+        return {"kind": "process", "services": services, "env": env, "vars": deployment.get("vars", {})}
+
+    def start(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> ProcessStack:
+        workdir = Path(remote_dir)
+        shutil.rmtree(workdir, ignore_errors=True)  # fresh state for every point
+        (workdir / "logs").mkdir(parents=True)
+        results = workdir / "async_results"
+        env = {**os.environ, **{k: str(v) for k, v in rendered["env"].items()}}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WORKLOADS), env.get("PYTHONPATH")]))
+        stack = ProcessStack(endpoint="", workdir=workdir, results_path=results)
+        PID_DIR.mkdir(parents=True, exist_ok=True)
+        stack.pid_file = PID_DIR / f"{os.getpid()}-{workdir.name}.json"
+        try:
+            for svc in rendered["services"]:
+                port = free_port(self.host)
+                values = {
+                    **{k: str(v) for k, v in rendered["vars"].items()},
+                    "python": self.python,
+                    "host": self.host,
+                    "port": str(port),
+                    "state_dir": str(workdir / "state" / svc["name"]),
+                    "results_path": str(results),
+                }
+                try:
+                    argv = [a.format(**values) for a in svc["argv"]]
+                except KeyError as e:
+                    raise DeployError(
+                        f"stack.process.{svc['name']}.argv: unknown placeholder {e}; "
+                        f"expected one of {', '.join(sorted(values))}"
+                    ) from None
+                svc_env = {**env, **{k: str(v).format(**values) for k, v in svc.get("env", {}).items()}}
+                log = open(workdir / "logs" / f"{svc['name']}.log", "wb")  # noqa: SIM115 - owned by the child
+                proc = subprocess.Popen(
+                    argv, env=svc_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                )
+                log.close()
+                stack.procs[svc["name"]] = proc
+                if svc.get("gateway"):
+                    stack.endpoint = f"http://{self.host}:{port}"
+                    stack.ready_path = svc.get("ready_path", "/healthz")
+                self._write_pids(stack)
+        except BaseException:
+            self.stop(stack)
+            raise
+        return stack
+
+    def _write_pids(self, stack: ProcessStack) -> None:
+        assert stack.pid_file is not None
+        procs = [{"name": n, "pid": p.pid, "cmdline": _cmdline(p.pid)} for n, p in stack.procs.items()]
+        stack.pid_file.write_text(json.dumps({"owner": os.getpid(), "procs": procs}))
+
+    def _check_alive(self, stack: ProcessStack) -> None:
+        for name, proc in stack.procs.items():
+            if proc.poll() is not None:
+                tail = (stack.workdir / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise DeployError(f"stack service {name!r} exited with code {proc.returncode}; its log ends:\n{tail}")
+
+    def wait_ready(self, stack: ProcessStack, timeout_s: float) -> None:
+        url = stack.endpoint + stack.ready_path
+        deadline = time.monotonic() + timeout_s
+        delay = 0.02
+        while True:
+            self._check_alive(stack)
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise DeployError(f"stack not ready: {url} did not answer 200 within {timeout_s:g} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def wait_drained(self, stack: ProcessStack, expected: int, timeout_s: float) -> int:
+        """Wait until `expected` calls are in async_results (or it stops growing); returns the count."""
+        deadline = time.monotonic() + timeout_s
+        last, last_change = -1, time.monotonic()
+        while True:
+            self._check_alive(stack)
+            n = _count_lines(stack.results_path)
+            if n >= expected:
+                return n
+            if n != last:
+                last, last_change = n, time.monotonic()
+            if time.monotonic() > deadline or time.monotonic() - last_change > min(5.0, timeout_s):
+                return n
+            time.sleep(0.05)
+
+    def fetch(self, stack: ProcessStack, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        out = dest / "async_results"
+        if not stack.results_path.exists():
+            raise DeployError(f"the stack wrote no {stack.results_path}")
+        shutil.copyfile(stack.results_path, out)
+        return [out]
+
+    def collect_logs(self, stack: ProcessStack, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for log in (stack.workdir / "logs").glob("*.log"):
+            shutil.copyfile(log, dest / log.name)
+
+    def stop(self, stack: ProcessStack) -> None:
+        procs = list(stack.procs.values())
+        _terminate([p.pid for p in procs if p.poll() is None], self.stop_grace_s)
+        for p in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=1)
+        if stack.pid_file is not None:
+            stack.pid_file.unlink(missing_ok=True)
+        shutil.rmtree(stack.workdir, ignore_errors=True)
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 16), b""))
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,197 @@
+"""Experiment files: loading, checks beyond the schema, scaling, and the sweep's points."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchpipe.validation import ConfigError, read_yaml, validate
+
+EXPERIMENTS_DIR = Path("config") / "experiments"
+RATE_PARAM_DEFAULT = "qps"
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def format_value(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One cell of a sweep: one folder results/<experiment>/<baseline>/<name>/."""
+
+    experiment: str
+    baseline: str
+    name: str
+    params: dict[str, Any] = field(hash=False, compare=False)
+    repetition: int = 1
+
+
+@dataclass
+class Experiment:
+    name: str
+    source: str
+    data: dict[str, Any]
+
+    @property
+    def baselines(self) -> list[str]:
+        return list(self.data["baselines"])
+
+    def baseline(self, name: str) -> dict[str, Any]:
+        return self.data["baselines"][name]
+
+    def sweep(self, baseline: str) -> dict[str, list[Any]]:
+        return {**self.data["sweep"], **self.baseline(baseline).get("sweep", {})}
+
+    def param_meta(self, param: str) -> dict[str, Any]:
+        return self.data["parameters"].get(param, {})
+
+    @property
+    def rate_param(self) -> str | None:
+        for p, meta in self.data["parameters"].items():
+            if meta.get("role") == "rate":
+                return p
+        return RATE_PARAM_DEFAULT if RATE_PARAM_DEFAULT in self.data["sweep"] else None
+
+    def point_name(self, params: dict[str, Any], repetition: int, repetitions: int) -> str:
+        parts = [f"{self.param_meta(p).get('short', p)}{format_value(v)}" for p, v in params.items()]
+        name = "_".join(parts)
+        return f"{name}_r{repetition}" if repetitions > 1 else name
+
+    def points(self, baseline: str, repetitions: int = 1) -> list[Point]:
+        sweep = self.sweep(baseline)
+        out = []
+        for values in itertools.product(*sweep.values()):
+            params = dict(zip(sweep, values, strict=True))
+            for rep in range(1, repetitions + 1):
+                out.append(Point(self.name, baseline, self.point_name(params, rep, repetitions), params, rep))
+        return out
+
+    def all_points(self, repetitions: int = 1) -> list[Point]:
+        return [p for b in self.baselines for p in self.points(b, repetitions)]
+
+    def machines(self, shape: str) -> list[dict[str, Any]]:
+        """The cluster shape with `count` expanded into name-1 .. name-N."""
+        out = []
+        for m in self.data["clusters"][shape]["machines"]:
+            m = dict(m)
+            count = m.pop("count", 1)
+            names = [m["name"]] if count == 1 else [f"{m['name']}-{i}" for i in range(1, count + 1)]
+            out.extend({**m, "name": n} for n in names)
+        return out
+
+
+def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
+    """The local version of an experiment: durations and rates multiplied by the profile's scale."""
+    data = copy.deepcopy(data)
+    d, r = scale.get("duration", 1), scale.get("rate", 1)
+    floor = scale.get("min_duration_s", 0)
+    wl = data["workload"]
+    for key in ("warmup_s", "measure_s"):
+        if wl[key] > 0:
+            wl[key] = round(max(wl[key] * d, floor), 3)
+    if r != 1:
+        rate_params = [p for p, m in data.get("parameters", {}).items() if m.get("role") == "rate"]
+        if not rate_params and RATE_PARAM_DEFAULT in data["sweep"]:
+            rate_params = [RATE_PARAM_DEFAULT]
+        sweeps = [data["sweep"]] + [b["sweep"] for b in data["baselines"].values() if "sweep" in b]
+        for sweep in sweeps:
+            for p in rate_params:
+                if p in sweep:
+                    sweep[p] = sorted({max(1, round(v * r)) for v in sweep[p]})
+    return data
+
+
+def _check(exp: Experiment, repetitions: int) -> None:
+    src, data = exp.source, exp.data
+    for b, spec in data["baselines"].items():
+        if spec["cluster"] not in data["clusters"]:
+            raise ConfigError(
+                f"{src}: baselines.{b}.cluster: expected one of the shapes under clusters "
+                f"({', '.join(data['clusters'])}), got {spec['cluster']!r}"
+            )
+        extra = set(spec.get("sweep", {})) - set(data["sweep"])
+        if extra:
+            raise ConfigError(
+                f"{src}: baselines.{b}.sweep: expected only parameters of the top-level sweep "
+                f"({', '.join(data['sweep'])}), got {', '.join(sorted(extra))}"
+            )
+    for p in data["parameters"]:
+        if p not in data["sweep"]:
+            raise ConfigError(f"{src}: parameters.{p}: expected a parameter of sweep ({', '.join(data['sweep'])})")
+    for shape, spec in data["clusters"].items():
+        managers = [m["name"] for m in spec["machines"] if m["role"] == "manager"]
+        if len(managers) != 1 or any(m.get("count", 1) != 1 for m in spec["machines"] if m["role"] == "manager"):
+            raise ConfigError(f"{src}: clusters.{shape}.machines: expected exactly one machine with role manager")
+        names = [m["name"] for m in exp.machines(shape)]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(
+                f"{src}: clusters.{shape}.machines: expected distinct machine names, got {dup[0]!r} twice"
+            )
+    wl = data["workload"]
+    generator = wl.get("generator", "openloop")
+    if generator in ("openloop", "wrk2"):
+        if not wl["mix"]:
+            raise ConfigError(f"{src}: workload.mix: expected at least one request kind for generator {generator}")
+        if exp.rate_param is None:
+            raise ConfigError(
+                f"{src}: parameters: expected one sweep parameter with role: rate (or a sweep parameter named qps)"
+            )
+    names = [m["name"] for m in wl["mix"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{src}: workload.mix: expected distinct request names, got {names}")
+    for i, fig in enumerate(data["figures"]):
+        if fig["kind"] in ("lines", "bars") and ("panels" not in fig or "x" not in fig):
+            raise ConfigError(f"{src}: figures[{i}]: expected keys x and panels for a {fig['kind']} figure")
+    for b in exp.baselines:
+        pts = exp.points(b, repetitions)
+        seen = [p.name for p in pts]
+        if len(set(seen)) != len(seen):
+            raise ConfigError(
+                f"{src}: sweep: two points of baseline {b} get the same folder name; give parameters `short`"
+            )
+        for p in pts:
+            if not re.fullmatch(r"[A-Za-z0-9_.,-]+", p.name):
+                raise ConfigError(f"{src}: sweep: point name {p.name!r} has characters not allowed in a folder name")
+
+
+def experiment_path(suite: str, name: str, root: Path = Path(".")) -> Path:
+    return root / EXPERIMENTS_DIR / suite / f"{name}.yaml"
+
+
+def load_experiment(path: str | Path, scale: dict[str, Any] | None = None, repetitions: int = 1) -> Experiment:
+    """Read, merge `extends`, validate (defaults filled), check and scale an experiment file."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: (top level): expected a mapping of keys, got {type(raw).__name__}")
+    if "extends" in raw:
+        base_name = raw.pop("extends")
+        if not isinstance(base_name, str):
+            raise ConfigError(f"{path}: extends: expected a file name next to this one, got {base_name!r}")
+        base = read_yaml(path.parent / base_name)
+        if not isinstance(base, dict):
+            raise ConfigError(f"{path.parent / base_name}: (top level): expected a mapping of keys")
+        raw = deep_merge(base, raw)
+    data = validate(raw, "experiment.schema.yaml", str(path))
+    if data["name"] != path.stem:
+        raise ConfigError(f"{path}: name: expected {path.stem!r} (the file name), got {data['name']!r}")
+    exp = Experiment(data["name"], str(path), data)
+    _check(exp, repetitions)
+    if scale:
+        exp = Experiment(exp.name, exp.source, apply_scale(exp.data, scale))
+        _check(exp, repetitions)
+    return exp

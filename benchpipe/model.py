@@ -1,0 +1,165 @@
+"""Plain data shared by every stage: hosts, clusters, request mixes, generator reports.
+
+These are the contracts between plug-ins (providers, deployers, generators); they
+serialize to JSON so that a stage can hand them to the next through files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Host:
+    """One machine of a cluster, as the deployer and the generator reach it."""
+
+    name: str  # swarm node hostname / machine name (bokiexp-engine-1, ...)
+    address: str  # what SSH and HTTP connect to (127.0.0.1 locally)
+    role: str  # manager | worker | client
+    labels: list[str] = field(default_factory=list)  # "engine_node=true", ...
+    user: str | None = None
+    key_file: str | None = None
+    ssh_port: int = 22
+    ssh_alias: str | None = None  # a Host entry of ~/.ssh/config
+    instance_id: str | None = None
+    instance_type: str | None = None
+    private_address: str | None = None  # in-cluster address (swarm advertise, gateway)
+    storage: str | None = None  # mount point of formatted instance storage
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Host:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Cluster:
+    """A provisioned cluster. Its JSON file lives exactly as long as the machines do."""
+
+    name: str  # <experiment>-<baseline>
+    provider: str
+    run_id: str
+    experiment: str
+    baseline: str
+    hosts: list[Host]
+    lock_key: str  # points holding the same key never overlap (one machine, one cluster)
+    created: str = ""
+    expires: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # provider specifics (spot ids, ...)
+
+    def by_role(self, role: str) -> list[Host]:
+        return [h for h in self.hosts if h.role == role]
+
+    @property
+    def manager(self) -> Host:
+        managers = self.by_role("manager")
+        if not managers:
+            raise ValueError(f"cluster {self.name} has no host with role 'manager'")
+        return managers[0]
+
+    @property
+    def client(self) -> Host:
+        clients = self.by_role("client")
+        return clients[0] if clients else self.manager
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Cluster:
+        d = dict(d)
+        d["hosts"] = [Host.from_dict(h) for h in d.get("hosts", [])]
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def save(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Cluster:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class RequestKind:
+    """One entry of a request mix: POST `path` with JSON `body`, chosen with `weight`."""
+
+    name: str
+    weight: float
+    path: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Mix:
+    """A request mix; the built-in generator samples it, and it renders wrk2's Lua script."""
+
+    kinds: list[RequestKind]
+
+    @classmethod
+    def from_config(cls, mix: list[dict[str, Any]], default_path: str = "/") -> Mix:
+        return cls(
+            [
+                RequestKind(
+                    name=m["name"],
+                    weight=float(m["weight"]),
+                    path=m.get("path", default_path),
+                    body=dict(m.get("body", {})),
+                )
+                for m in mix
+            ]
+        )
+
+    def normalized(self) -> list[tuple[RequestKind, float]]:
+        total = sum(k.weight for k in self.kinds)
+        return [(k, k.weight / total) for k in self.kinds]
+
+
+@dataclass
+class GeneratorReport:
+    """What every load generator reports for one run, whatever produced it."""
+
+    generator: str
+    target_rate: float  # requests/s asked for
+    duration_s: float
+    sent: int
+    completed: int
+    errors: int  # non-2xx answers and connection errors
+    timeouts: int
+    achieved_rate: float  # completed / duration
+    max_send_lag_ms: float  # worst delay between intended and actual send
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+    histogram: str = ""  # HdrHistogram, base64 (HISTFAAA...), latency in microseconds
+    fell_behind: bool = False
+    fell_behind_reason: str = ""
+    per_kind: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneratorReport:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON so that a reader never sees half a file (a kill leaves the old one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

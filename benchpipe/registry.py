@@ -1,0 +1,38 @@
+"""Plug-ins registered by name, so that config can say `provider: aws` or `generator: wrk2`."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# kind -> name -> "module:attribute"; imported lazily so that the local path never imports boto3.
+_PLUGINS: dict[str, dict[str, str]] = {
+    "provider": {
+        "local": "benchpipe.providers.local:LocalProvider",
+        "ssh": "benchpipe.providers.ssh:SshProvider",
+        "aws": "benchpipe.providers.aws:AwsProvider",
+    },
+    "deployer": {
+        "process": "benchpipe.deployers.process:ProcessDeployer",
+        "swarm": "benchpipe.deployers.swarm:SwarmDeployer",
+    },
+    "generator": {
+        "openloop": "benchpipe.generators.openloop:OpenLoopGenerator",
+        "wrk2": "benchpipe.generators.wrk2:Wrk2Generator",
+        "closedloop": "benchpipe.generators.closedloop:ClosedLoopGenerator",
+    },
+}
+
+
+def names(kind: str) -> list[str]:
+    return sorted(_PLUGINS[kind])
+
+
+def load(kind: str, name: str) -> Any:
+    """The class registered as `name` for `kind`; a clear error for an unknown name."""
+    try:
+        target = _PLUGINS[kind][name]
+    except KeyError:
+        raise KeyError(f"unknown {kind} {name!r}; expected one of {', '.join(names(kind))}") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,83 @@
+"""One table per experiment: a row per point, with the metrics its summary names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from benchpipe.collect import RawDataError
+from benchpipe.experiment import Experiment
+from benchpipe.summaries.latency import point_latency
+
+MetricFn = Callable[[Path, dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+
+def _metric(name: str) -> MetricFn:
+    # Imported by name so that an experiment's metric families are the only ones loaded.
+    if name == "latency":
+        return point_latency
+    if name == "singleop":
+        from benchpipe.summaries.singleop import point_singleop
+
+        return point_singleop
+    if name == "logsize":
+        from benchpipe.summaries.logsize import point_logsize
+
+        return point_logsize
+    if name == "switching":
+        from benchpipe.summaries.switching import point_switching
+
+        return point_switching
+    raise ValueError(f"unknown summary metric {name!r}")
+
+
+def summarize(exp: Experiment, results: Path, repetitions: int) -> pl.DataFrame:
+    """Rows for every planned point; a missing or bad point is an error naming it, never a zero."""
+    summary = exp.data["summary"]
+    rows: list[dict[str, Any]] = []
+    missing = []
+    for point in exp.all_points(repetitions):
+        folder = results / exp.name / point.baseline / point.name
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.exists():
+            missing.append(str(folder))
+            continue
+        manifest = json.loads(manifest_path.read_text())
+        gen = manifest.get("generator") or {}
+        row: dict[str, Any] = {
+            "experiment": exp.name,
+            "baseline": point.baseline,
+            "label": exp.baseline(point.baseline)["label"],
+            "point": point.name,
+            "repetition": point.repetition,
+            **point.params,
+            "offered_rps": gen.get("target_rate"),
+            "achieved_rps": gen.get("achieved_rate"),
+            "send_lag_ms": gen.get("max_send_lag_ms"),
+            "gen_errors": gen.get("errors"),
+            "fell_behind": bool(manifest.get("fell_behind", False)),
+            "fell_behind_reason": gen.get("fell_behind_reason", ""),
+            "config_hash": manifest["config_hash"],
+        }
+        for metric in summary["metrics"]:
+            try:
+                row.update(_metric(metric)(folder / "raw", summary, point.params))
+            except (RawDataError, ValueError) as e:
+                raise RawDataError(f"point {folder}: {e}") from None
+        rows.append(row)
+    if missing:
+        raise RawDataError(
+            f"experiment {exp.name}: {len(missing)} point(s) not measured: {', '.join(missing)}. "
+            "Run the workflow again to measure them."
+        )
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def write_summary(df: pl.DataFrame, parquet: Path, csv: Path) -> None:
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    df.write_parquet(parquet)
+    df.write_csv(csv)

@@ -1,0 +1,123 @@
+# Configuration, experiments and the input functions of every rule.
+import json
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from benchpipe.clusters import teardown_all
+from benchpipe.experiment import EXPERIMENTS_DIR, load_experiment
+from benchpipe.pointspec import point_spec
+from benchpipe.validation import ConfigError, validate as validate_config
+
+try:
+    # Defaults filled by snakemake.utils.validate; messages name the file and the key.
+    validate_config(config, "config.schema.yaml", "config (config/config.yaml + profile)")
+    SUITE_DIR = Path(EXPERIMENTS_DIR) / config["suite"]
+    EXPERIMENTS = {
+        p.stem: load_experiment(p, config["scale"], config["repetitions"])
+        for p in sorted(SUITE_DIR.glob("[!_]*.yaml"))
+    }
+    for name in config["experiments"]:
+        if name not in EXPERIMENTS:
+            raise ConfigError(
+                f"config: experiments: expected names of files in {SUITE_DIR} "
+                f"({', '.join(EXPERIMENTS)}), got {name!r}"
+            )
+except ConfigError as e:
+    raise WorkflowError(f"Invalid configuration:\n{e}") from None
+
+R = config["results_dir"]
+F = config["figures_dir"]
+REPS = config["repetitions"]
+CONFIG_JSON = json.dumps(config, sort_keys=True)
+# What point jobs need of the configuration: a change elsewhere must not re-measure them.
+CLUSTER_CONFIG_JSON = json.dumps(
+    {k: config[k] for k in ("provider", "results_dir", "run_id", "suite")}, sort_keys=True
+)
+FIGURES = {f["name"]: exp for exp in EXPERIMENTS.values() for f in exp.data["figures"]}
+POINTS = {
+    (p.experiment, p.baseline, p.name): p
+    for exp in EXPERIMENTS.values()
+    for p in exp.all_points(REPS)
+}
+
+
+wildcard_constraints:
+    exp="[a-z0-9][a-z0-9_-]*",
+    baseline="[a-z0-9][a-z0-9_-]*",
+    point="[A-Za-z0-9_.,-]+",
+    figure="|".join(FIGURES) or "no-figures",
+
+
+def point_dir(exp, baseline, point):
+    return f"{R}/{exp}/{baseline}/{point}"
+
+
+def get_final_figures():
+    return [
+        f"{F}/{f['name']}.{ext}"
+        for name in config["experiments"]
+        for f in EXPERIMENTS[name].data["figures"]
+        for ext in ("png", "html")
+    ]
+
+
+def _point(wildcards):
+    key = (wildcards.exp, wildcards.baseline, wildcards.point)
+    if key not in POINTS:
+        raise WorkflowError(f"{point_dir(*key)} is not a point of the configured sweeps")
+    return POINTS[key]
+
+
+def get_point_spec(wildcards):
+    point = _point(wildcards)
+    return json.dumps(point_spec(config, EXPERIMENTS[point.experiment], point), sort_keys=True)
+
+
+def get_sibling_manifests(wildcards):
+    """The manifests of every point on the same cluster: the last one to finish tears it down."""
+    exp = EXPERIMENTS[wildcards.exp]
+    return [
+        f"{point_dir(p.experiment, p.baseline, p.name)}/manifest.json"
+        for p in exp.points(wildcards.baseline, REPS)
+    ]
+
+
+def get_experiment_manifests(wildcards):
+    return [
+        f"{point_dir(p.experiment, p.baseline, p.name)}/manifest.json"
+        for p in EXPERIMENTS[wildcards.exp].all_points(REPS)
+    ]
+
+
+def get_figure_summary(wildcards):
+    return f"{R}/{FIGURES[wildcards.figure].name}/summary.parquet"
+
+
+def get_figure_experiment(wildcards):
+    return FIGURES[wildcards.figure].name
+
+
+def get_measure_threads():
+    # Measuring takes the whole machine when it is the machine under test (local profile).
+    return workflow.cores if config["measure"]["exclusive"] else 1
+
+
+def teardown_everything():
+    teardown_all(config)
+
+
+def report_unfinished():
+    missing = [
+        point_dir(*key)
+        for key in POINTS
+        if key[0] in config["experiments"]
+        and not Path(point_dir(*key), "manifest.json").exists()
+    ]
+    if missing:
+        print(
+            f"benchpipe: {len(missing)} point(s) have no result (their logs are under {R}/logs/):",
+            *missing,
+            "Run the same command again to measure only these.",
+            sep="\n  ",
+        )

@@ -1,0 +1,46 @@
+# Per point: deploy (render the stack), run (bring up or reuse the cluster, fresh stack,
+# warm-up, measurement, fetch), collect (check raw files, write manifest.json).
+
+
+rule deploy:
+    output:
+        f"{R}/{{exp}}/{{baseline}}/{{point}}/deploy.json",
+    log:
+        f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/deploy.log",
+    params:
+        spec=get_point_spec,
+    shell:
+        "python -m benchpipe render --spec-json {params.spec:q} --out {output} > {log} 2>&1"
+
+
+rule run:
+    input:
+        deploy=f"{R}/{{exp}}/{{baseline}}/{{point}}/deploy.json",
+    output:
+        directory(f"{R}/{{exp}}/{{baseline}}/{{point}}/raw"),
+    log:
+        f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/run.log",
+    params:
+        config=CLUSTER_CONFIG_JSON,
+        logdir=f"{R}/logs/{{exp}}/{{baseline}}/{{point}}",
+    threads: get_measure_threads()
+    retries: config["measure"]["retries"]
+    shell:
+        "python -m benchpipe measure --config-json {params.config:q} --deploy {input.deploy}"
+        " --out {output} --log-dir {params.logdir} > {log} 2>&1"
+
+
+rule collect:
+    input:
+        deploy=f"{R}/{{exp}}/{{baseline}}/{{point}}/deploy.json",
+        raw=f"{R}/{{exp}}/{{baseline}}/{{point}}/raw",
+    output:
+        f"{R}/{{exp}}/{{baseline}}/{{point}}/manifest.json",
+    log:
+        f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/collect.log",
+    params:
+        config=CLUSTER_CONFIG_JSON,
+        siblings=get_sibling_manifests,
+    shell:
+        "python -m benchpipe collect --config-json {params.config:q} --deploy {input.deploy}"
+        " --raw {input.raw} --out {output} --siblings {params.siblings} > {log} 2>&1"

@@ -1,0 +1,32 @@
+# Per experiment: one summary table; per figure: PNG and interactive HTML.
+
+
+rule summarize:
+    input:
+        get_experiment_manifests,
+    output:
+        parquet=f"{R}/{{exp}}/summary.parquet",
+        csv=f"{R}/{{exp}}/summary.csv",
+    log:
+        f"{R}/logs/{{exp}}/summarize.log",
+    params:
+        config=CONFIG_JSON,
+    shell:
+        "python -m benchpipe summarize --config-json {params.config:q} --experiment {wildcards.exp}"
+        " --parquet {output.parquet} --csv {output.csv} > {log} 2>&1"
+
+
+rule plot:
+    input:
+        get_figure_summary,
+    output:
+        png=f"{F}/{{figure}}.png",
+        html=f"{F}/{{figure}}.html",
+    log:
+        f"{R}/logs/plot/{{figure}}.log",
+    params:
+        config=CONFIG_JSON,
+        experiment=get_figure_experiment,
+    shell:
+        "python -m benchpipe plot --config-json {params.config:q} --experiment {params.experiment}"
+        " --summary {input} --figure {wildcards.figure} --png {output.png} --html {output.html} > {log} 2>&1"
