@@ -141,6 +141,14 @@ def _check(exp: Experiment, repetitions: int) -> None:
             raise ConfigError(
                 f"{src}: clusters.{shape}.machines: expected distinct machine names, got {dup[0]!r} twice"
             )
+    rate = exp.rate_param
+    sweeps = [("sweep", data["sweep"])] + [
+        (f"baselines.{b}.sweep", v.get("sweep", {})) for b, v in data["baselines"].items()
+    ]
+    for where, sweep in sweeps:
+        for i, v in enumerate(sweep.get(rate, []) if rate else []):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"{src}: {where}.{rate}[{i}]: expected a number > 0 (a request rate), got {v!r}")
     wl = data["workload"]
     generator = wl.get("generator", "openloop")
     if generator in ("openloop", "wrk2"):

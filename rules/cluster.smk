@@ -2,6 +2,8 @@
 
 
 rule teardown:
+    conda:
+        "../environment.yml"
     log:
         f"{R}/logs/teardown.log",
     params:

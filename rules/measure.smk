@@ -5,6 +5,8 @@
 rule deploy:
     output:
         f"{R}/{{exp}}/{{baseline}}/{{point}}/deploy.json",
+    conda:
+        "../environment.yml"
     log:
         f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/deploy.log",
     params:
@@ -18,6 +20,8 @@ rule run:
         deploy=f"{R}/{{exp}}/{{baseline}}/{{point}}/deploy.json",
     output:
         directory(f"{R}/{{exp}}/{{baseline}}/{{point}}/raw"),
+    conda:
+        "../environment.yml"
     log:
         f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/run.log",
     params:
@@ -36,6 +40,8 @@ rule collect:
         raw=f"{R}/{{exp}}/{{baseline}}/{{point}}/raw",
     output:
         f"{R}/{{exp}}/{{baseline}}/{{point}}/manifest.json",
+    conda:
+        "../environment.yml"
     log:
         f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/collect.log",
     params:

@@ -7,6 +7,8 @@ rule summarize:
     output:
         parquet=f"{R}/{{exp}}/summary.parquet",
         csv=f"{R}/{{exp}}/summary.csv",
+    conda:
+        "../environment.yml"
     log:
         f"{R}/logs/{{exp}}/summarize.log",
     params:
@@ -22,6 +24,8 @@ rule plot:
     output:
         png=f"{F}/{{figure}}.png",
         html=f"{F}/{{figure}}.html",
+    conda:
+        "../environment.yml"
     log:
         f"{R}/logs/plot/{{figure}}.log",
     params:
