@@ -96,9 +96,10 @@ def cmd_teardown(args: argparse.Namespace) -> None:
 
 
 def load_configured_experiment(config: dict[str, Any], name: str) -> Any:
-    from benchpipe.experiment import experiment_path, load_experiment
+    from benchpipe.experiment import load_experiment
 
-    return load_experiment(experiment_path(config["suite"], name, REPO), config["scale"], config["repetitions"])
+    path = Path(config["experiments_dir"]) / config["suite"] / f"{name}.yaml"
+    return load_experiment(path, config["scale"], config["repetitions"])
 
 
 def main(argv: list[str] | None = None) -> int:

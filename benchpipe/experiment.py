@@ -11,7 +11,6 @@ from typing import Any
 
 from benchpipe.validation import ConfigError, read_yaml, validate
 
-EXPERIMENTS_DIR = Path("config") / "experiments"
 RATE_PARAM_DEFAULT = "qps"
 
 
@@ -174,10 +173,6 @@ def _check(exp: Experiment, repetitions: int) -> None:
         for p in pts:
             if not re.fullmatch(r"[A-Za-z0-9_.,-]+", p.name):
                 raise ConfigError(f"{src}: sweep: point name {p.name!r} has characters not allowed in a folder name")
-
-
-def experiment_path(suite: str, name: str, root: Path = Path(".")) -> Path:
-    return root / EXPERIMENTS_DIR / suite / f"{name}.yaml"
 
 
 def load_experiment(path: str | Path, scale: dict[str, Any] | None = None, repetitions: int = 1) -> Experiment:

@@ -5,14 +5,14 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from benchpipe.clusters import teardown_all
-from benchpipe.experiment import EXPERIMENTS_DIR, load_experiment
+from benchpipe.experiment import load_experiment
 from benchpipe.pointspec import point_spec
 from benchpipe.validation import ConfigError, validate as validate_config
 
 try:
     # Defaults filled by snakemake.utils.validate; messages name the file and the key.
     validate_config(config, "config.schema.yaml", "config (config/config.yaml + profile)")
-    SUITE_DIR = Path(EXPERIMENTS_DIR) / config["suite"]
+    SUITE_DIR = Path(config["experiments_dir"]) / config["suite"]
     EXPERIMENTS = {
         p.stem: load_experiment(p, config["scale"], config["repetitions"])
         for p in sorted(SUITE_DIR.glob("[!_]*.yaml"))
@@ -32,7 +32,8 @@ REPS = config["repetitions"]
 CONFIG_JSON = json.dumps(config, sort_keys=True)
 # What point jobs need of the configuration: a change elsewhere must not re-measure them.
 CLUSTER_CONFIG_JSON = json.dumps(
-    {k: config[k] for k in ("provider", "results_dir", "run_id", "suite")}, sort_keys=True
+    {k: config[k] for k in ("provider", "results_dir", "run_id", "suite", "experiments_dir")},
+    sort_keys=True,
 )
 FIGURES = {f["name"]: exp for exp in EXPERIMENTS.values() for f in exp.data["figures"]}
 POINTS = {
