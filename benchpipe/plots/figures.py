@@ -28,7 +28,7 @@ def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart:
         for k, v in panel.get("filter", {}).items():
             data = data.filter(pl.col(k) == v)
         data = data.with_columns((pl.col(panel["y"]) * panel.get("unit_scale", 1)).alias("_y"))
-        base = alt.Chart(data.to_pandas() if False else data).encode(
+        base = alt.Chart(data).encode(
             x=alt.X(f"{fig['x']['field']}:Q", title=fig["x"]["title"]),
             y=alt.Y("_y:Q", title=panel["title"]),
             color=color,
@@ -37,14 +37,15 @@ def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart:
         if "fell_behind" in data.columns:
             tooltip += ["achieved_rps:Q", "fell_behind:N"]
         shape = alt.Shape("label:N", sort=order, legend=None)
-        pts = base.mark_point(size=60, filled=True).encode(shape=shape, tooltip=tooltip)
+        pts = base.mark_point(size=70, filled=True, strokeWidth=2).encode(shape=shape, tooltip=tooltip, stroke=color)
         if "fell_behind" in data.columns:
-            pts = pts.encode(
-                fill=alt.condition("datum.fell_behind", alt.value("white"), color),
-            )
+            pts = pts.encode(fill=alt.condition("datum.fell_behind", alt.value("white"), color))
         panels.append((base.mark_line() + pts).properties(width=420, height=220))
     chart = alt.vconcat(*panels).resolve_scale(color="shared")
-    return chart.properties(title=fig.get("title", ""))
+    title: dict[str, Any] = {"text": fig.get("title", "")}
+    if "fell_behind" in df.columns and df["fell_behind"].any():
+        title["subtitle"] = "hollow markers: the load generator fell behind its target rate there"
+    return chart.properties(title=title)
 
 
 def bars(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:
