@@ -1,11 +1,13 @@
 # Configuration, experiments and the input functions of every rule.
 import json
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from benchpipe.clusters import teardown_all
 from benchpipe.experiment import load_experiment
+from benchpipe.plan import experiments_for_targets, invocation, plan_text
 from benchpipe.pointspec import point_spec
 from benchpipe.validation import ConfigError, validate as validate_config
 
@@ -41,6 +43,22 @@ POINTS = {
     for exp in EXPERIMENTS.values()
     for p in exp.all_points(REPS)
 }
+
+
+DRYRUN, TARGETS = invocation()
+if DRYRUN:
+    # The plan, before anything is spent (a dry run runs no rule and no hook).
+    print(
+        plan_text(
+            experiments_for_targets(
+                TARGETS, FIGURES, [EXPERIMENTS[e] for e in config["experiments"]]
+            ),
+            Path(R),
+            REPS,
+            config["target"],
+        ),
+        file=sys.stderr,
+    )
 
 
 wildcard_constraints:

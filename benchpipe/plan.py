@@ -1,0 +1,71 @@
+"""What a dry run prints before anything is spent: points to run and done, and the clusters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchpipe.experiment import Experiment
+
+
+def point_status(exps: list[Experiment], results: Path, repetitions: int) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """{(experiment, baseline): {"run": [points], "done": [points]}}; done = has manifest.json."""
+    out: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for exp in exps:
+        for b in exp.baselines:
+            st = out.setdefault((exp.name, b), {"run": [], "done": []})
+            for p in exp.points(b, repetitions):
+                done = (results / exp.name / b / p.name / "manifest.json").exists()
+                st["done" if done else "run"].append(p.name)
+    return out
+
+
+def plan_text(exps: list[Experiment], results: Path, repetitions: int, target: str) -> str:
+    status = point_status(exps, results, repetitions)
+    by_name = {e.name: e for e in exps}
+    lines = [f"benchpipe plan ({target}): results in {results}/"]
+    total_run = total_done = 0
+    for (exp_name, b), st in status.items():
+        exp = by_name[exp_name]
+        shape = exp.baseline(b)["cluster"]
+        machines = Counter(m.get("instance_type", "?") for m in exp.machines(shape))
+        kinds = ", ".join(f"{n} x {t}" for t, n in sorted(machines.items()))
+        cluster = "this machine" if target == "local" else f"cluster {shape}: {kinds}"
+        lines.append(
+            f"  {exp_name}/{b}: {len(st['run'])} to run, {len(st['done'])} done  [{cluster}]"
+            + (f"\n      to run: {' '.join(st['run'])}" if st["run"] else "")
+        )
+        total_run += len(st["run"])
+        total_done += len(st["done"])
+    lines.append(f"  total: {total_run} point(s) to run, {total_done} done")
+    return "\n".join(lines)
+
+
+def experiments_for_targets(targets: Any, figures: dict[str, Experiment], default: list[Experiment]) -> list[Experiment]:
+    """The experiments a run's targets reach (a figure, or rule all when no target is named)."""
+    chosen = []
+    for t in targets or []:
+        stem = Path(str(t)).stem
+        if stem in figures and figures[stem] not in chosen:
+            chosen.append(figures[stem])
+    return chosen or default
+
+
+def invocation() -> tuple[bool, list[str]]:
+    """(dry run?, targets) of the snakemake command line that is parsing the workflow.
+
+    Snakemake exposes neither while the Snakefile is parsed (snakemake#2948), so its own argument
+    parser reads them from sys.argv; anything else (the API, tests) counts as no dry run.
+    """
+    import sys
+
+    if "snakemake" not in " ".join(sys.argv[:1]):
+        return False, []
+    from snakemake.cli import get_argument_parser
+
+    try:
+        args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
+    except SystemExit:
+        return False, []
+    return bool(args.dryrun), list(args.targets or [])
