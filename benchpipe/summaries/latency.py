@@ -51,10 +51,7 @@ def latency_stats(
 
 def point_latency(raw: Path, summary: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     df = read_async_results(raw / "async_results")
-    if "success" in df.columns:
-        failed = int((~df["success"].fill_null(False)).sum())
-    else:
-        failed = 0
+    failed = int((~df["success"].fill_null(False)).sum()) if "success" in df.columns else 0
     lat = ((df["finishedTs"] - df["dispatchTs"]).cast(pl.Float64) / 1000.0).to_numpy()
     sleep_ms = 0.0
     if summary.get("sleep_ms_per_op") and summary.get("ops_param"):
