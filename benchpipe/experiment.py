@@ -15,9 +15,15 @@ RATE_PARAM_DEFAULT = "qps"
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, mappings merged key by key; a null in `over` removes the key."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
     return out
 
 
@@ -95,12 +101,17 @@ class Experiment:
 def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
     """The local version of an experiment: durations and rates multiplied by the profile's scale."""
     data = copy.deepcopy(data)
+    scale = {**scale, **scale.get("experiments", {}).get(data["name"], {})}
     d, r = scale.get("duration", 1), scale.get("rate", 1)
     floor = scale.get("min_duration_s", 0)
-    wl = data["workload"]
-    for key in ("warmup_s", "measure_s"):
-        if wl[key] > 0:
-            wl[key] = round(max(wl[key] * d, floor), 3)
+    for wl in [data["workload"]] + [b["workload"] for b in data["baselines"].values() if "workload" in b]:
+        for key in ("warmup_s", "measure_s"):
+            if wl.get(key, 0) > 0:
+                wl[key] = round(max(wl[key] * d, floor), 3)
+    for key in ("duration_s", "cycle_s", "prewarm_s"):
+        # Closed-loop settings (switching) are durations too.
+        if key in data["workload"]["settings"]:
+            data["workload"]["settings"][key] = round(data["workload"]["settings"][key] * d, 3)
     if r != 1:
         rate_params = [p for p, m in data.get("parameters", {}).items() if m.get("role") == "rate"]
         if not rate_params and RATE_PARAM_DEFAULT in data["sweep"]:

@@ -9,7 +9,9 @@ from typing import Any
 from benchpipe.experiment import Experiment
 
 
-def point_status(exps: list[Experiment], results: Path, repetitions: int) -> dict[tuple[str, str], dict[str, list[str]]]:
+def point_status(
+    exps: list[Experiment], results: Path, repetitions: int
+) -> dict[tuple[str, str], dict[str, list[str]]]:
     """{(experiment, baseline): {"run": [points], "done": [points]}}; done = has manifest.json."""
     out: dict[tuple[str, str], dict[str, list[str]]] = {}
     for exp in exps:
@@ -42,7 +44,9 @@ def plan_text(exps: list[Experiment], results: Path, repetitions: int, target: s
     return "\n".join(lines)
 
 
-def experiments_for_targets(targets: Any, figures: dict[str, Experiment], default: list[Experiment]) -> list[Experiment]:
+def experiments_for_targets(
+    targets: Any, figures: dict[str, Experiment], default: list[Experiment]
+) -> list[Experiment]:
     """The experiments a run's targets reach (a figure, or rule all when no target is named)."""
     chosen = []
     for t in targets or []:

@@ -37,6 +37,9 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         **generator.get("settings", {}),
         **wl.get("settings", {}),
     }
+    for p, v in point.params.items():
+        if exp.param_meta(p).get("role") == "concurrency":
+            generator["settings"]["concurrency"] = v
     spec = {
         "experiment": exp.name,
         "suite": config["suite"],
@@ -52,8 +55,8 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "workload": {
             "path": wl["path"],
             "mix": wl["mix"],
-            "warmup_s": wl["warmup_s"],
-            "measure_s": wl["measure_s"],
+            "warmup_s": base.get("workload", {}).get("warmup_s", wl["warmup_s"]),
+            "measure_s": base.get("workload", {}).get("measure_s", wl["measure_s"]),
             "pause_s": wl["pause_s"],
             "rate": float(point.params[rate_param]) if rate_param else None,
         },

@@ -125,7 +125,11 @@ def test_failed_point_leaves_no_complete_folder(tmp_path, no_stray_stack):
     common = wd / "config" / "experiments" / "halfmoon" / "_halfmoon.yaml"
     data = yaml.safe_load(common.read_text())
     argv = " ".join(data["stack"]["process"][0]["argv"])
-    data["stack"]["process"][0]["argv"] = ["sh", "-c", f"[ {{qps}} -ne 40 ] || {{ echo boom >&2; exit 3; }}; exec {argv}"]
+    data["stack"]["process"][0]["argv"] = [
+        "sh",
+        "-c",
+        f"[ {{qps}} -ne 40 ] || {{ echo boom >&2; exit 3; }}; exec {argv}",
+    ]
     common.write_text(yaml.safe_dump(data))
     proc = snakemake(wd, "figures/hotel.png", check=False)
     assert proc.returncode != 0

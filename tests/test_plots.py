@@ -19,8 +19,14 @@ def summary() -> pl.DataFrame:
     for i, label in enumerate(LABELS):
         for q in (50, 150, 250, 350):
             rows.append(
-                {"label": label, "qps": q, "p50_ms": 1.0 + i + q / 100, "p99_ms": 5.0 + i + q / 50,
-                 "achieved_rps": q * 0.99, "fell_behind": q == 350 and label == "Boki"}
+                {
+                    "label": label,
+                    "qps": q,
+                    "p50_ms": 1.0 + i + q / 100,
+                    "p99_ms": 5.0 + i + q / 50,
+                    "achieved_rps": q * 0.99,
+                    "fell_behind": q == 350 and label == "Boki",
+                }
             )
     return pl.DataFrame(rows)
 
