@@ -17,7 +17,7 @@ def stack_processes() -> list[str]:
     return [line.strip() for line in out.splitlines()[1:] if "-m standin" in line and "ps -eo" not in line]
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def no_stray_stack():
     """Fails the test if it leaves a stand-in process running."""
     before = set(stack_processes())
