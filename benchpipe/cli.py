@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchpipe.validation import ConfigError
+from benchpipe.errors import ConfigError
 
 log = logging.getLogger("benchpipe")
 REPO = Path(__file__).resolve().parent.parent
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 2
     except Exception as e:
-        from benchpipe.collect import RawDataError
+        from benchpipe.errors import RawDataError
 
         if isinstance(e, RawDataError):
             log.error("%s", e)

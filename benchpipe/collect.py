@@ -11,15 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchpipe.errors import ConfigError, RawDataError
 from benchpipe.model import Cluster, write_json_atomic
-from benchpipe.validation import ConfigError
 
 PACKAGES = ["snakemake", "polars", "altair", "hdrhistogram", "boto3", "fabric", "docker", "jsonschema", "aiohttp"]
 ASYNC_FIELDS = ("recvTs", "dispatchTs", "finishedTs")
-
-
-class RawDataError(ValueError):
-    """A raw result file is missing, truncated or corrupt; the message names it."""
 
 
 def git_state(repo: Path) -> dict[str, Any]:

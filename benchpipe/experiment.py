@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchpipe.validation import ConfigError, read_yaml, validate
+from benchpipe.errors import ConfigError
+from benchpipe.validation import read_yaml, validate
 
 RATE_PARAM_DEFAULT = "qps"
+SETTINGS_DURATIONS = ("cycle_s", "prewarm_cycle_s")
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +110,7 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
         for key in ("warmup_s", "measure_s"):
             if wl.get(key, 0) > 0:
                 wl[key] = round(max(wl[key] * d, floor), 3)
-    for key in ("duration_s", "cycle_s", "prewarm_s"):
+    for key in SETTINGS_DURATIONS:
         # Closed-loop settings (switching) are durations too.
         if key in data["workload"]["settings"]:
             data["workload"]["settings"][key] = round(data["workload"]["settings"][key] * d, 3)
@@ -160,6 +162,10 @@ def _check(exp: Experiment, repetitions: int) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise ConfigError(f"{src}: {where}.{rate}[{i}]: expected a number > 0 (a request rate), got {v!r}")
     wl = data["workload"]
+    for key in SETTINGS_DURATIONS:
+        v = wl["settings"].get(key, 1)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ConfigError(f"{src}: workload.settings.{key}: expected a number of seconds > 0, got {v!r}")
     generator = wl.get("generator", "openloop")
     if generator in ("openloop", "wrk2"):
         if not wl["mix"]:

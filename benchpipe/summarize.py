@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from benchpipe.collect import RawDataError
+from benchpipe.errors import RawDataError
 from benchpipe.experiment import Experiment
 from benchpipe.summaries.latency import point_latency
 

@@ -12,11 +12,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from benchpipe.errors import ConfigError
+
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "config" / "schemas"
-
-
-class ConfigError(ValueError):
-    """Bad input: the message names the file, the key and what was expected."""
 
 
 def key_path(path: Any) -> str:

@@ -9,7 +9,8 @@ from benchpipe.clusters import teardown_all
 from benchpipe.experiment import load_experiment
 from benchpipe.plan import experiments_for_targets, invocation, plan_text
 from benchpipe.pointspec import point_spec
-from benchpipe.validation import ConfigError, validate as validate_config
+from benchpipe.errors import ConfigError
+from benchpipe.validation import validate as validate_config
 
 try:
     # Defaults filled by snakemake.utils.validate; messages name the file and the key.

@@ -11,8 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchpipe.errors import ConfigError
 from benchpipe.experiment import load_experiment
-from benchpipe.validation import ConfigError, validate
+from benchpipe.validation import validate
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "config" / "experiments" / "halfmoon"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchpipe.errors import ConfigError
 from benchpipe.experiment import load_experiment
-from benchpipe.validation import ConfigError, validate
+from benchpipe.validation import validate
 
 REPO = Path(__file__).resolve().parent.parent
 HOTEL = REPO / "config" / "experiments" / "halfmoon" / "hotel.yaml"

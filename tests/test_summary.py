@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchpipe.collect import RawDataError
+from benchpipe.errors import RawDataError
 from benchpipe.experiment import load_experiment
 from benchpipe.summaries.latency import point_latency
 from benchpipe.summarize import summarize

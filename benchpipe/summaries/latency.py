@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from benchpipe.collect import RawDataError
+from benchpipe.errors import RawDataError
 
 
 def read_async_results(path: Path) -> pl.DataFrame:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchpipe.collect import RawDataError
+from benchpipe.errors import RawDataError
 from benchpipe.summaries.outputs import decode_outputs
 
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchpipe.collect import RawDataError
+from benchpipe.errors import RawDataError
 
 
 def decode_outputs(path: Path) -> list[tuple[int, int, dict[str, Any]]]:

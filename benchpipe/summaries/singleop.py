@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchpipe.collect import RawDataError
+from benchpipe.errors import RawDataError
 from benchpipe.summaries.latency import latency_stats
 from benchpipe.summaries.outputs import decode_outputs
 

@@ -1,0 +1,9 @@
+"""The errors a user acts on (no traceback): each message names the file, the key or the point."""
+
+
+class ConfigError(ValueError):
+    """Bad input: the message names the file, the key and what was expected."""
+
+
+class RawDataError(ValueError):
+    """A raw result file is missing, truncated or corrupt; the message names it."""
