@@ -73,3 +73,27 @@ def invocation() -> tuple[bool, list[str]]:
     except SystemExit:
         return False, []
     return bool(args.dryrun), list(args.targets or [])
+
+
+def stale_experiments(exps: list[Experiment], results: Path, repetitions: int) -> list[Experiment]:
+    """Experiments whose summary exists although one of their points has no result.
+
+    Snakemake does not rebuild a deleted intermediate file (a point) while everything downstream of
+    it exists, whatever the mtimes; such a summary, and the figures drawn from it, are stale.
+    """
+    stale = []
+    for exp in exps:
+        if (results / exp.name / "summary.parquet").exists():
+            if any(st["run"] for st in point_status([exp], results, repetitions).values()):
+                stale.append(exp)
+    return stale
+
+
+def remove_stale_products(exp: Experiment, results: Path, figures: Path) -> list[Path]:
+    """Delete a stale experiment's summary and figures so that Snakemake rebuilds them (and the points)."""
+    paths = [results / exp.name / "summary.parquet", results / exp.name / "summary.csv"]
+    paths += [figures / f"{f['name']}.{ext}" for f in exp.data["figures"] for ext in ("png", "html")]
+    removed = [p for p in paths if p.exists()]
+    for p in removed:
+        p.unlink()
+    return removed

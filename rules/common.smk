@@ -7,7 +7,13 @@ from snakemake.exceptions import WorkflowError
 
 from benchpipe.clusters import teardown_all
 from benchpipe.experiment import load_experiment
-from benchpipe.plan import experiments_for_targets, invocation, plan_text
+from benchpipe.plan import (
+    experiments_for_targets,
+    invocation,
+    plan_text,
+    remove_stale_products,
+    stale_experiments,
+)
 from benchpipe.pointspec import point_spec
 from benchpipe.errors import ConfigError
 from benchpipe.validation import validate as validate_config
@@ -47,6 +53,14 @@ POINTS = {
 
 
 DRYRUN, TARGETS = invocation()
+# A summary that misses a point (its folder deleted) is stale: a real run deletes it and its
+# figures so that Snakemake rebuilds the point, the summary and the figures; a dry run must not
+# touch files, so there a params change shows the same plan.
+STALE = [e.name for e in stale_experiments(list(EXPERIMENTS.values()), Path(R), REPS)]
+if not DRYRUN:
+    for _name in STALE:
+        for _p in remove_stale_products(EXPERIMENTS[_name], Path(R), Path(F)):
+            print(f"benchpipe: {_p} is stale (a point of {_name} has no result); rebuilding it", file=sys.stderr)
 if DRYRUN:
     # The plan, before anything is spent (a dry run runs no rule and no hook).
     print(
@@ -108,6 +122,10 @@ def get_experiment_manifests(wildcards):
         f"{point_dir(p.experiment, p.baseline, p.name)}/manifest.json"
         for p in EXPERIMENTS[wildcards.exp].all_points(REPS)
     ]
+
+
+def get_stale_mark(wildcards):
+    return "rebuild: points missing" if DRYRUN and wildcards.exp in STALE else ""
 
 
 def get_figure_summary(wildcards):

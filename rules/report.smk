@@ -13,6 +13,7 @@ rule summarize:
         f"{R}/logs/{{exp}}/summarize.log",
     params:
         config=CONFIG_JSON,
+        stale=get_stale_mark,
     shell:
         "python -m benchpipe summarize --config-json {params.config:q} --experiment {wildcards.exp}"
         " --parquet {output.parquet} --csv {output.csv} > {log} 2>&1"

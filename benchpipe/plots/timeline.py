@@ -31,12 +31,16 @@ def timeline(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart:
             pl.format("{} ms", pl.col("duration_ms").round(1)).alias("text")
         )
         x = alt.X("time_s:Q", title="Time (s)")
-        dots = alt.Chart(req).mark_circle(size=8, opacity=0.5).encode(
-            x=x, y=alt.Y("latency_ms:Q", title="Latency (ms)"), color=alt.Color("mode:N", title="logging mode")
+        dots = (
+            alt.Chart(req)
+            .mark_circle(size=8, opacity=0.5)
+            .encode(x=x, y=alt.Y("latency_ms:Q", title="Latency (ms)"), color=alt.Color("mode:N", title="logging mode"))
         )
         rules = alt.Chart(trans).mark_rule(color="black", strokeDash=[4, 3]).encode(x=x)
-        labels = alt.Chart(trans).mark_text(align="left", dx=3, dy=-4, fontSize=10, baseline="top").encode(
-            x=x, y=alt.value(0), text="text:N"
+        labels = (
+            alt.Chart(trans)
+            .mark_text(align="left", dx=3, dy=-4, fontSize=10, baseline="top")
+            .encode(x=x, y=alt.value(0), text="text:N")
         )
         panels.append((dots + rules + labels).properties(width=520, height=180, title=f"{facet} = {value}"))
     return alt.vconcat(*panels).properties(title=fig.get("title", ""))

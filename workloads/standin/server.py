@@ -1,0 +1,250 @@
+"""The gateway: Boki's HTTP interface in front of a worker pool running the app's functions.
+
+POST /asyncFunction/<fn>   answer at once with a callId; run later; one async_results line when done
+POST /function/<fn>        run and answer with the output
+POST /switchMode           {"mode": "read"|"write"}: drain in-flight calls, flip the logging mode
+GET  /healthz              200 once state is populated and the workers are up
+GET  /stats                appends, reads, writes per request kind (for tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from standin.apps import APPS, Settings
+from standin.store import Store
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Gateway:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.store = Store(Path(args.state_dir), args.system, args.logging_mode)
+        settings = Settings(
+            num_keys=args.num_keys,
+            value_size=args.value_size,
+            num_ops=args.num_ops,
+            read_ratio=args.read_ratio,
+            num_users=args.num_users,
+            num_followers=args.num_followers,
+            max_return_posts=args.max_return_posts,
+        )
+        self.pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="fn")
+        # Invoking another function goes through a pool of its own (a nested call must not wait
+        # for a slot its caller holds).
+        self.invoke_pool = ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="invoke")
+        settings.invoke = lambda f: self.invoke_pool.submit(f).result()
+        self.app = APPS[args.app](self.store, settings)
+        self.app_name = args.app
+        self.results = open(args.results_path, "a", buffering=1)  # noqa: SIM115 - closed at shutdown
+        self.results_lock = threading.Lock()
+        self.ready = False
+        self.inflight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.gate = asyncio.Event()  # cleared while a mode switch drains the calls in flight
+        self.gate.set()
+        self.transitions: list[dict[str, Any]] = []
+        self.gc_interval_ms = args.gc_interval_ms
+        self.seq = 0
+
+    def kind_of(self, fn: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        inp = body.get("Input") if isinstance(body.get("Input"), dict) else {}
+        kind = inp.get("Function") or fn
+        if kind in ("gateway", "Frontend"):
+            kind = self.app.kinds[0]
+        return str(kind), inp
+
+    def run_call(self, kind: str, params: dict[str, Any], seed: int, call_id: str, recv: int) -> dict[str, Any]:
+        dispatch = now_us()
+        try:
+            out = self.app.call(kind, params, random.Random(seed))
+            ok = True
+        except Exception as e:  # a failed call is reported as such, not dropped
+            out, ok = {"error": f"{e.__class__.__name__}: {e}"}, False
+        rec = {
+            "callId": call_id,
+            "function": kind,
+            "recvTs": recv,
+            "dispatchTs": dispatch,
+            "finishedTs": now_us(),
+            "success": ok,
+            "output": base64.b64encode(json.dumps(out).encode()).decode(),
+        }
+        return rec
+
+    def write_result(self, rec: dict[str, Any]) -> None:
+        with self.results_lock:
+            self.results.write(json.dumps(rec, separators=(",", ":")) + "\n")
+
+    async def _enter(self) -> None:
+        await self.gate.wait()
+        self.inflight += 1
+        self.idle.clear()
+
+    def _leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self.idle.set()
+
+    async def async_function(self, request: web.Request) -> web.Response:
+        recv = now_us()
+        body = await request.json() if request.can_read_body else {}
+        kind, params = self.kind_of(request.match_info["fn"], body if isinstance(body, dict) else {})
+        if kind not in self.app.kinds:
+            return web.json_response({"error": f"unknown function {kind}"}, status=404)
+        self.seq += 1
+        call_id = f"{os.getpid():x}-{self.seq:x}"
+        seed = self.seq
+
+        async def run() -> None:
+            await self._enter()
+            try:
+                rec = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, self.run_call, kind, params, seed, call_id, recv
+                )
+                self.write_result(rec)
+            finally:
+                self._leave()
+
+        task = asyncio.create_task(run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return web.json_response({"callId": call_id, "success": True})
+
+    async def sync_function(self, request: web.Request) -> web.Response:
+        recv = now_us()
+        body = await request.json() if request.can_read_body else {}
+        kind, params = self.kind_of(request.match_info["fn"], body if isinstance(body, dict) else {})
+        if kind not in self.app.kinds:
+            return web.json_response({"error": f"unknown function {kind}"}, status=404)
+        self.seq += 1
+        await self._enter()
+        try:
+            rec = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self.run_call, kind, params, self.seq, f"s{self.seq:x}", recv
+            )
+        finally:
+            self._leave()
+        self.write_result(rec)
+        return web.json_response(json.loads(base64.b64decode(rec["output"])), status=200 if rec["success"] else 500)
+
+    async def switch_mode(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        mode = body.get("mode")
+        if mode not in ("read", "write") or self.store.system != "halfmoon":
+            return web.json_response({"error": "mode must be read or write, on a halfmoon stack"}, status=400)
+        begin = now_us()
+        self.gate.clear()  # new calls wait: none may run half under each mode
+        try:
+            await self.idle.wait()  # calls in flight finish under the old mode
+            self.store.set_mode(mode)
+        finally:
+            self.gate.set()
+        end = now_us()
+        self.transitions.append({"mode": mode, "begin": begin, "end": end})
+        return web.json_response({"mode": mode, "begin": begin, "end": end})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(status=200 if self.ready else 503, text="ok" if self.ready else "starting")
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response({**self.store.stats(), "inflight": self.inflight, "transitions": self.transitions})
+
+    async def gc_loop(self) -> None:
+        # A GC tick checkpoints the state: log entries from before the previous tick are no longer needed.
+        interval = self.gc_interval_ms / 1000
+        previous = now_us()
+        while True:
+            await asyncio.sleep(interval)
+            tick = now_us()
+            await asyncio.get_running_loop().run_in_executor(self.pool, self.store.gc, previous)
+            previous = tick
+
+    async def start(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+        await asyncio.get_running_loop().run_in_executor(self.pool, self.app.populate)
+        if self.gc_interval_ms > 0:
+            self.tasks.add(asyncio.create_task(self.gc_loop()))
+        self.ready = True
+
+    async def drain(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        for t in list(self.tasks):
+            t.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.invoke_pool.shutdown(wait=True, cancel_futures=True)
+        self.results.close()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    ap = argparse.ArgumentParser(prog="python -m standin", description=__doc__.splitlines()[0])
+    ap.add_argument("--app", default=env("STANDIN_APP", "hotel"), choices=sorted(APPS))
+    ap.add_argument("--system", default=env("STANDIN_SYSTEM", "unsafe"), choices=["unsafe", "boki", "halfmoon"])
+    ap.add_argument("--logging-mode", default=env("LoggingMode"), choices=["read", "write"])
+    ap.add_argument("--host", default=env("STANDIN_HOST", "127.0.0.1"))
+    ap.add_argument("--port", type=int, default=int(env("STANDIN_PORT", "8080")))
+    ap.add_argument("--state-dir", default=env("STANDIN_STATE_DIR", "/tmp/standin/state"))
+    ap.add_argument("--results-path", default=env("STANDIN_RESULTS_PATH", "/tmp/standin/async_results"))
+    ap.add_argument("--workers", type=int, default=int(env("STANDIN_WORKERS", "8")))
+    ap.add_argument("--num-keys", type=int, default=int(env("NUM_KEYS", "1000")))
+    ap.add_argument("--value-size", type=int, default=int(env("VALUE_SIZE", "256")))
+    ap.add_argument("--num-ops", type=int, default=int(env("NUM_OPS", "10")))
+    ap.add_argument("--read-ratio", type=float, default=float(env("READ_RATIO", "0.5")))
+    ap.add_argument("--gc-interval-ms", type=float, default=float(env("GC_INTERVAL_MS", "0")))
+    ap.add_argument("--num-users", type=int, default=int(env("NUM_USERS", "1000")))
+    ap.add_argument("--num-followers", type=int, default=int(env("NUM_FOLLOWERS", "8")))
+    ap.add_argument("--max-return-posts", type=int, default=int(env("MAX_RETURN_POSTS", "5")))
+    args = ap.parse_args(argv)
+    if args.system == "halfmoon" and args.logging_mode is None:
+        ap.error("--system halfmoon needs --logging-mode (or LoggingMode) read or write")
+    return args
+
+
+async def serve(args: argparse.Namespace) -> None:
+    Path(args.results_path).parent.mkdir(parents=True, exist_ok=True)
+    gw = Gateway(args)
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_post("/asyncFunction/{fn}", gw.async_function)
+    app.router.add_post("/function/{fn}", gw.sync_function)
+    app.router.add_post("/switchMode", gw.switch_mode)
+    app.router.add_get("/healthz", gw.healthz)
+    app.router.add_get("/stats", gw.stats)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gw.start()
+    print(f"standin {args.app}/{args.system}/{args.logging_mode} ready on {args.host}:{args.port}", flush=True)
+    await stop.wait()
+    await site.stop()
+    await gw.drain(timeout_s=10)
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    asyncio.run(serve(parse_args(argv)))
+    return 0
