@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchpipe.errors import ConfigError
+from benchpipe.errors import ConfigError, RawDataError, StackError
 
 log = logging.getLogger("benchpipe")
 REPO = Path(__file__).resolve().parent.parent
@@ -125,14 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         args.fn(args)
-    except ConfigError as e:
-        log.error("%s", e)
+    except (ConfigError, RawDataError, StackError) as e:
+        # The message says what is wrong and where; a traceback would only hide it.
+        log.error("%s: %s", e.__class__.__name__, e)
         return 2
-    except Exception as e:
-        from benchpipe.errors import RawDataError
-
-        if isinstance(e, RawDataError):
-            log.error("%s", e)
-            return 3
-        raise
     return 0

@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class RawDataError(ValueError):
     """A raw result file is missing, truncated or corrupt; the message names it."""
+
+
+class StackError(RuntimeError):
+    """The system under test did not start, answer or stop as expected; the message says which part."""

@@ -128,7 +128,7 @@ def test_failed_point_leaves_no_complete_folder(tmp_path, no_stray_stack):
     data["stack"]["process"][0]["argv"] = [
         "sh",
         "-c",
-        f"[ {{qps}} -ne 40 ] || {{ echo boom >&2; exit 3; }}; exec {argv}",
+        f"[ {{qps}} -ne 40 ] || exec sh -c 'echo boom >&2; exit 3'; exec {argv}",
     ]
     common.write_text(yaml.safe_dump(data))
     proc = snakemake(wd, "figures/hotel.png", check=False)

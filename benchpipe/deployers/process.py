@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchpipe.errors import StackError
 from benchpipe.model import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ PID_DIR = Path(os.environ.get("BENCHPIPE_PID_DIR", Path.home() / ".cache" / "ben
 PR_SET_PDEATHSIG = 1
 
 
-class DeployError(RuntimeError):
+class DeployError(StackError):
     pass
 
 
