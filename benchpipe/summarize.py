@@ -13,7 +13,7 @@ from benchpipe.errors import RawDataError
 from benchpipe.experiment import Experiment
 from benchpipe.summaries.latency import point_latency
 
-MetricFn = Callable[[Path, dict[str, Any], dict[str, Any]], dict[str, Any]]
+MetricFn = Callable[[Path, dict[str, Any], dict[str, Any]], dict[str, Any] | list[dict[str, Any]]]
 
 
 def _metric(name: str) -> MetricFn:
@@ -63,12 +63,15 @@ def summarize(exp: Experiment, results: Path, repetitions: int) -> pl.DataFrame:
             "fell_behind_reason": gen.get("fell_behind_reason", ""),
             "config_hash": manifest["config_hash"],
         }
+        point_rows = [row]
         for metric in summary["metrics"]:
             try:
-                row.update(_metric(metric)(folder / "raw", summary, point.params))
+                got = _metric(metric)(folder / "raw", summary, point.params)
             except (RawDataError, ValueError) as e:
                 raise RawDataError(f"point {folder}: {e}") from None
-        rows.append(row)
+            # A metric gives one row's columns, or several rows (a time series) of this point.
+            point_rows = [{**r, **g} for r in point_rows for g in (got if isinstance(got, list) else [got])]
+        rows.extend(point_rows)
     if missing:
         raise RawDataError(
             f"experiment {exp.name}: {len(missing)} point(s) not measured: {', '.join(missing)}. "
