@@ -83,9 +83,9 @@ def stale_experiments(exps: list[Experiment], results: Path, repetitions: int) -
     """
     stale = []
     for exp in exps:
-        if (results / exp.name / "summary.parquet").exists():
-            if any(st["run"] for st in point_status([exp], results, repetitions).values()):
-                stale.append(exp)
+        summary = results / exp.name / "summary.parquet"
+        if summary.exists() and any(st["run"] for st in point_status([exp], results, repetitions).values()):
+            stale.append(exp)
     return stale
 
 

@@ -64,7 +64,7 @@ async def _drive(
     names = [k.name for k, _ in kinds]
     weights = [w for _, w in kinds]
     bodies = {k.name: (target.rstrip("/") + k.path, json.dumps(k.body).encode()) for k, _ in kinds}
-    n = int(round(rate * duration_s))
+    n = round(rate * duration_s)
     due = _schedule(n, rate, offset_s, bool(settings.get("poisson", False)), rng)
     choice = rng.choices(names, weights=weights, k=n)
     hist = HdrHistogram(1, HIST_MAX_US, HIST_DIGITS)
