@@ -29,8 +29,15 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="benchpipe-overhead-"))
     results, figures = scratch / "results", scratch / "figures"
     cmd = [
-        sys.executable, "-m", "snakemake", f"{figures}/{args.figure}.png", "--quiet", "rules",
-        "--config", f"results_dir={results}", f"figures_dir={figures}",
+        sys.executable,
+        "-m",
+        "snakemake",
+        f"{figures}/{args.figure}.png",
+        "--quiet",
+        "rules",
+        "--config",
+        f"results_dir={results}",
+        f"figures_dir={figures}",
     ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
