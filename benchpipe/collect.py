@@ -84,8 +84,8 @@ def check_raw(spec: dict[str, Any], raw: Path) -> dict[str, Any]:
             raise RawDataError(f"{trace}: missing or empty")
     else:
         facts["async_results_entries"] = check_async_results(raw / "async_results")
-        rep = check_report(raw / "measure.json")
-        facts["generator"] = {k: v for k, v in rep.items() if k != "histogram"}
+    rep = check_report(raw / "measure.json")
+    facts["generator"] = {"name": spec["generator"]["name"], **{k: v for k, v in rep.items() if k != "histogram"}}
     try:
         facts["timing"] = json.loads((raw / "timing.json").read_text())
     except (FileNotFoundError, ValueError):
@@ -120,7 +120,6 @@ def write_manifest(spec: dict[str, Any], cluster: Cluster | None, raw: Path, out
             "machines": [{"name": h.name, "role": h.role, "instance_type": h.instance_type} for h in cluster.hosts],
         },
         "deployer": spec["deployer"]["name"],
-        "generator": spec["generator"]["name"],
         "start": iso(timing.get("deploy_start")),
         "end": iso(timing.get("stopped")),
         "timing": timing,

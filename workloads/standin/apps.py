@@ -130,9 +130,9 @@ class Movie(App):
         st.write("compose", f"review-rating:{review}", _j(rng.randint(0, 10)))  # Rating
         st.write("compose", f"review:{review}", _j({"movie": m, "user": u}))  # ReviewStorage
         ur = json.loads(st.read("compose", f"user-reviews:{u}") or b"[]")  # UserReview
-        st.write("compose", f"user-reviews:{u}", _j((ur + [review])[-20:]))
+        st.write("compose", f"user-reviews:{u}", _j(([*ur, review])[-20:]))
         mr = json.loads(st.read("compose", f"movie-reviews:{m}") or b"[]")  # MovieReview
-        st.write("compose", f"movie-reviews:{m}", _j((mr + [review])[-20:]))
+        st.write("compose", f"movie-reviews:{m}", _j(([*mr, review])[-20:]))
         return {"review": review}
 
 
@@ -182,7 +182,7 @@ class Retwis(App):
         followers = json.loads(self.store.read("post", f"followers:{u}") or b"[]")  # 1 read
         for f in followers:  # fan-out: a read and a write per follower
             tl = json.loads(self.store.read("post", f"timeline:{f}") or b"[]")
-            self.store.write("post", f"timeline:{f}", _j((tl + [pid])[-50:]))
+            self.store.write("post", f"timeline:{f}", _j(([*tl, pid])[-50:]))
         return {"post": pid, "fanout": len(followers)}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -184,10 +185,8 @@ class Gateway:
         self.ready = True
 
     async def drain(self, timeout_s: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle.wait(), timeout_s)
-        except TimeoutError:
-            pass
         for t in list(self.tasks):
             t.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
