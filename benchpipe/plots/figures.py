@@ -57,7 +57,7 @@ def bars(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:
             (pl.col(panel["y"]) * panel.get("unit_scale", 1)).alias("_y"),
             (pl.col(panel["error"]) * panel.get("unit_scale", 1)).alias("_err") if "error" in panel else pl.lit(None),
         )
-        x = alt.X("label:N", title=None, sort=order)
+        x = alt.X("label:N", title=None, sort=order, axis=alt.Axis(labelAngle=0))
         bar = alt.Chart(data).mark_bar().encode(x=x, y=alt.Y("_y:Q", title="Latency (ms)"), color=alt.value(PALETTE[0]))
         layers = bar
         if "error" in panel:
