@@ -11,18 +11,41 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def stack_processes() -> list[str]:
-    """Command lines of running stand-in stack processes (python -m standin ...)."""
+def _parents() -> dict[int, int]:
+    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True).stdout
+    return {int(a): int(b) for a, b in (line.split() for line in out.splitlines()[1:])}
+
+
+def stack_processes(mine_only: bool = False) -> list[str]:
+    """Command lines of running stand-in stack processes (python -m standin ...).
+
+    mine_only: only those this test session started (descendants of pytest) or orphaned ones, so
+    that a benchmark running beside the tests is not mistaken for a leak.
+    """
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line.strip() for line in out.splitlines()[1:] if "-m standin" in line and "ps -eo" not in line]
+    found = [line.strip() for line in out.splitlines()[1:] if "-m standin" in line and "ps -eo" not in line]
+    if not mine_only:
+        return found
+    parents, me = _parents(), os.getpid()
+
+    def ours(pid: int) -> bool:
+        if parents.get(pid) == 1:
+            return True
+        while pid in parents and pid > 1:
+            if pid == me:
+                return True
+            pid = parents[pid]
+        return False
+
+    return [line for line in found if ours(int(line.split()[0]))]
 
 
 @pytest.fixture(autouse=True)
 def no_stray_stack():
     """Fails the test if it leaves a stand-in process running."""
-    before = set(stack_processes())
+    before = set(stack_processes(mine_only=True))
     yield
-    left = [p for p in stack_processes() if p not in before]
+    left = [p for p in stack_processes(mine_only=True) if p not in before]
     assert not left, f"stand-in processes left running: {left}"
 
 

@@ -13,8 +13,15 @@ from tests.test_pipeline_e2e import snakemake
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "config" / "experiments" / "halfmoon"
-FIGURES = ["microbenchmarks", "hotel", "movie", "retwis", "runtime_overhead_QPS100",
-           "storage_overhead_V256_GC10000", "switching"]
+FIGURES = [
+    "microbenchmarks",
+    "hotel",
+    "movie",
+    "retwis",
+    "runtime_overhead_QPS100",
+    "storage_overhead_V256_GC10000",
+    "switching",
+]
 pytestmark = [pytest.mark.slow]
 
 

@@ -1,0 +1,1 @@
+"""AWS plumbing for the aws provider: sessions, tags, spot launches, DynamoDB tables, setup, janitor."""

@@ -1,0 +1,41 @@
+"""Commands on remote hosts over SSH (Fabric), with errors that name the host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchpipe.errors import StackError
+from benchpipe.model import Host
+
+
+class RemoteError(StackError):
+    pass
+
+
+def connect(host: Host, timeout_s: float = 15) -> Any:
+    from fabric import Connection
+
+    target = host.ssh_alias or host.address
+    kwargs: dict[str, Any] = {"connect_timeout": timeout_s}
+    if host.key_file:
+        kwargs["key_filename"] = host.key_file
+    return Connection(
+        target, user=host.user or None, port=host.ssh_port if not host.ssh_alias else None, connect_kwargs=kwargs
+    )
+
+
+def run(host: Host, command: str, timeout_s: float = 300, hide: bool = True) -> str:
+    try:
+        with connect(host) as c:
+            res = c.run(command, hide=hide, warn=True, timeout=timeout_s, in_stream=False)
+    except Exception as e:  # paramiko/socket errors: the host is named, the cause kept short
+        raise RemoteError(f"host {host.name} ({host.address}): SSH failed: {e.__class__.__name__}: {e}") from None
+    if res.exited != 0:
+        raise RemoteError(
+            f"host {host.name} ({host.address}): `{command[:80]}` exited {res.exited}: {res.stderr[-500:]}"
+        )
+    return res.stdout
+
+
+def run_on_hosts(hosts: list[Host], command: str, timeout_s: float = 300) -> dict[str, str]:
+    return {h.name: run(h, command, timeout_s) for h in hosts}
