@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Fixtures of the aws provider's tests (a moto server on 127.0.0.1).
+pytest_plugins = ["tests.aws_fixtures"]
 
 
 def _parents() -> dict[int, int]:

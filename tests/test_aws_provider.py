@@ -12,7 +12,7 @@ from benchpipe.cloud.spot import ProvisionError
 from benchpipe.experiment import load_experiment
 from benchpipe.providers.aws import AwsProvider, janitor
 from benchpipe.secrets_scan import scan
-from tests.aws_fixtures import aws, capacity_error, count_live, inject, moto_endpoint  # noqa: F401
+from tests.aws_fixtures import capacity_error, count_live
 
 pytestmark = pytest.mark.aws
 REPO = Path(__file__).resolve().parent.parent
