@@ -20,6 +20,11 @@ rule all:
     default_target: True
 
 
+onstart:
+    # Before anything is launched: the provider says what is missing (credentials, key, group...).
+    preflight_or_stop()
+
+
 onsuccess:
     # Clusters still up (e.g. after --until collect) go now; a no-op when every cluster's
     # last point already took its cluster down.

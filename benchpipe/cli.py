@@ -95,6 +95,47 @@ def cmd_teardown(args: argparse.Namespace) -> None:
     print(f"tore down {len(done)} cluster(s)" + "".join(f"\n  {d}" for d in done))
 
 
+def cmd_preflight(args: argparse.Namespace) -> None:
+    from benchpipe.clusters import provider_for
+
+    config = _config(args)
+    problems = provider_for(config).preflight()
+    if problems:
+        raise ConfigError(
+            f"preflight for provider {config['provider']['name']} found {len(problems)} problem(s); nothing was launched:\n  "
+            + "\n  ".join(problems)
+        )
+    print(f"preflight: provider {config['provider']['name']} is ready")
+
+
+def cmd_setup(args: argparse.Namespace) -> None:
+    config = _config(args)
+    if config["provider"]["name"] != "aws":
+        print(f"setup: nothing to do for provider {config['provider']['name']}")
+        return
+    from benchpipe.cloud.setup import setup
+
+    done = setup({**config["provider"]["settings"], "results_dir": config["results_dir"]})
+    for k, v in done.items():
+        print(f"{k}: {v}")
+
+
+def cmd_janitor(args: argparse.Namespace) -> None:
+    from benchpipe.model import Cluster
+
+    config = _config(args)
+    if config["provider"]["name"] != "aws":
+        from benchpipe.deployers.process import reap_stale
+
+        print(f"janitor: reaped {len(reap_stale())} stale local stack process(es)")
+        return
+    from benchpipe.providers.aws import janitor
+
+    live = {Cluster.load(p).run_id for p in Path(config["results_dir"]).glob(".clusters/*/*.json")}
+    removed = janitor({**config["provider"]["settings"], "results_dir": config["results_dir"]}, live)
+    print(f"janitor: removed {len(removed)} resource(s)" + "".join(f"\n  {r}" for r in removed))
+
+
 def load_configured_experiment(config: dict[str, Any], name: str) -> Any:
     from benchpipe.experiment import load_experiment
 
@@ -121,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     add("summarize", cmd_summarize, "experiment", "parquet", "csv")
     add("plot", cmd_plot, "experiment", "summary", "figure", "png", "html")
     add("teardown", cmd_teardown)
+    add("preflight", cmd_preflight)
+    add("setup", cmd_setup)
+    add("janitor", cmd_janitor)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

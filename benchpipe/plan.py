@@ -23,7 +23,23 @@ def point_status(
     return out
 
 
-def plan_text(exps: list[Experiment], results: Path, repetitions: int, target: str) -> str:
+def cluster_plans(exps: list[Experiment], results: Path, repetitions: int) -> list[Any]:
+    from benchpipe.cost import ClusterPlan
+
+    by_name = {e.name: e for e in exps}
+    plans = []
+    for (exp_name, b), st in point_status(exps, results, repetitions).items():
+        exp = by_name[exp_name]
+        base = exp.baseline(b)
+        wl = {**exp.data["workload"], **base.get("workload", {})}
+        machines = Counter(m.get("instance_type", "?") for m in exp.machines(base["cluster"]))
+        plans.append(ClusterPlan(f"{exp_name}-{b}", dict(machines), len(st["run"]), wl["warmup_s"] + wl["measure_s"]))
+    return plans
+
+
+def plan_text(
+    exps: list[Experiment], results: Path, repetitions: int, target: str, provider: dict[str, Any] | None = None
+) -> str:
     status = point_status(exps, results, repetitions)
     by_name = {e.name: e for e in exps}
     lines = [f"benchpipe plan ({target}): results in {results}/"]
@@ -41,6 +57,23 @@ def plan_text(exps: list[Experiment], results: Path, repetitions: int, target: s
         total_run += len(st["run"])
         total_done += len(st["done"])
     lines.append(f"  total: {total_run} point(s) to run, {total_done} done")
+    if target != "local":
+        from benchpipe.cost import cost_text, live_spot_prices, load_prices, plan_cost
+
+        settings = (provider or {}).get("settings", {})
+        prices = load_prices()
+        plans = cluster_plans(exps, results, repetitions)
+        market = "on-demand" if settings.get("market") == "on-demand" else "spot"
+        if settings.get("live_spot_price") and market == "spot":
+            prices["spot"].update(live_spot_prices(settings, sorted({t for p in plans for t in p.machines})))
+        cost = plan_cost(
+            plans,
+            prices,
+            market=market,
+            quota_vcpus=settings.get("vcpu_quota"),
+            max_concurrent=int(settings.get("max_concurrent_clusters", 1)),
+        )
+        lines.append(cost_text(cost, market))
     return "\n".join(lines)
 
 
@@ -48,6 +81,8 @@ def experiments_for_targets(
     targets: Any, figures: dict[str, Experiment], default: list[Experiment]
 ) -> list[Experiment]:
     """The experiments a run's targets reach (a figure, or rule all when no target is named)."""
+    if targets and not any(Path(str(t)).stem in figures or str(t) == "all" for t in targets):
+        return []  # rule names such as teardown or janitor: no points are involved
     chosen = []
     for t in targets or []:
         stem = Path(str(t)).stem

@@ -71,6 +71,7 @@ if DRYRUN:
             Path(R),
             REPS,
             config["target"],
+            config["provider"],
         ),
         file=sys.stderr,
     )
@@ -139,6 +140,19 @@ def get_figure_experiment(wildcards):
 def get_measure_threads():
     # Measuring takes the whole machine when it is the machine under test (local profile).
     return workflow.cores if config["measure"]["exclusive"] else 1
+
+
+def preflight_or_stop():
+    maintenance = {"setup", "preflight", "teardown", "janitor"}
+    if config["target"] == "local" or (TARGETS and set(TARGETS) <= maintenance):
+        return
+    from benchpipe.clusters import provider_for
+
+    problems = provider_for(config).preflight()
+    if problems:
+        raise WorkflowError(
+            "preflight: nothing was launched; fix these first:\n  " + "\n  ".join(problems)
+        )
 
 
 def teardown_everything():
