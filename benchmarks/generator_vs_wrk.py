@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchpipe.generators.openloop import OpenLoopGenerator  # noqa: E402
-from benchpipe.model import Mix  # noqa: E402
+from benchpipe.generators.openloop import OpenLoopGenerator
+from benchpipe.model import Mix
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
@@ -62,7 +62,8 @@ def free_port() -> int:
 
 
 def wrk_rps(url: str, seconds: int) -> float:
-    out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", url], capture_output=True, text=True, check=True).stdout
+    cmd = ["wrk", "-t1", "-c16", f"-d{seconds}s", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
@@ -89,15 +90,19 @@ def main() -> int:
             while True:
                 rep = OpenLoopGenerator({"processes": procs}).run(url, mix, rate, args.seconds, out, "b")
                 ok = not rep.fell_behind
-                print(f"  built-in, {procs} process(es), target {rate:.0f}/s: achieved {rep.achieved_rate:.0f}/s, "
-                      f"lag {rep.max_send_lag_ms:.0f} ms -> {'sustained' if ok else 'fell behind'}")
+                print(
+                    f"  built-in, {procs} process(es), target {rate:.0f}/s: achieved {rep.achieved_rate:.0f}/s, "
+                    f"lag {rep.max_send_lag_ms:.0f} ms -> {'sustained' if ok else 'fell behind'}"
+                )
                 if not ok:
                     break
                 best[procs] = rate
                 rate *= 1.4
         top = max(best.values()) if best else 0.0
-        print(f"built-in generator, highest sustainable rate: {top:.0f} requests/s "
-              f"(1 process: {best.get(1, 0):.0f}, 2 processes: {best.get(2, 0):.0f})")
+        print(
+            f"built-in generator, highest sustainable rate: {top:.0f} requests/s "
+            f"(1 process: {best.get(1, 0):.0f}, 2 processes: {best.get(2, 0):.0f})"
+        )
         print(f"ratio built-in / wrk: {top / wrk:.2f}")
     finally:
         proc.terminate()

@@ -101,8 +101,9 @@ def cmd_preflight(args: argparse.Namespace) -> None:
     config = _config(args)
     problems = provider_for(config).preflight()
     if problems:
+        name = config["provider"]["name"]
         raise ConfigError(
-            f"preflight for provider {config['provider']['name']} found {len(problems)} problem(s); nothing was launched:\n  "
+            f"preflight for provider {name}: {len(problems)} problem(s), nothing was launched:\n  "
             + "\n  ".join(problems)
         )
     print(f"preflight: provider {config['provider']['name']} is ready")
