@@ -12,6 +12,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
   command -v wrk >/dev/null || need+=(wrk)
+  command -v lua5.1 >/dev/null || need+=(lua5.1)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
     sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
