@@ -1,0 +1,85 @@
+"""A Docker compose file (for `docker stack deploy`) from an experiment's services and the cluster shape.
+
+Placement as Halfmoon-bench's exp_helper writes it: `placement.hostname` pins a service to one
+machine (node.hostname == X, which is why machines are named after their role), `placement.label`
+spreads it over the machines carrying label L (node.labels.L == true, at most `max_per_node` per
+machine). Environment values are concrete (the point's TABLE_PREFIX, LoggingMode, ...): the file
+deployed is the file recorded in deploy.json.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from benchpipe.errors import ConfigError
+from benchpipe.model import Cluster
+
+
+def _placement(name: str, svc: dict[str, Any], shape: Cluster) -> dict[str, Any]:
+    place = svc.get("placement") or {}
+    deploy: dict[str, Any] = {"replicas": int(svc.get("replicas", 1))}
+    if "hostname" in place:
+        names = {h.name for h in shape.hosts}
+        if place["hostname"] not in names:
+            raise ConfigError(
+                f"services.{name}.placement.hostname: expected a machine of the cluster ({', '.join(sorted(names))}), "
+                f"got {place['hostname']!r}"
+            )
+        deploy["placement"] = {"constraints": [f"node.hostname == {place['hostname']}"]}
+    elif "label" in place:
+        label = place["label"]
+        carriers = [h for h in shape.hosts if any(lab.split("=")[0] == label for lab in h.labels)]
+        if not carriers:
+            raise ConfigError(f"services.{name}.placement.label: no machine of the cluster has label {label!r}")
+        deploy["placement"] = {
+            "constraints": [f"node.labels.{label} == true"],
+            "max_replicas_per_node": int(svc.get("max_per_node", 1)),
+        }
+        if deploy["replicas"] > len(carriers) * int(svc.get("max_per_node", 1)):
+            raise ConfigError(
+                f"services.{name}.replicas: {deploy['replicas']} replicas do not fit on the {len(carriers)} "
+                f"machine(s) labelled {label} at {svc.get('max_per_node', 1)} per machine"
+            )
+    deploy["restart_policy"] = {"condition": "none"}  # a crash fails the point; it is not hidden by a restart
+    return deploy
+
+
+def render_compose(
+    services: dict[str, Any],
+    shape: Cluster,
+    env: dict[str, str],
+    *,
+    region: str = "",
+    host_network: bool = False,
+    point_dir: str = "{point_dir}",
+) -> str:
+    if not services:
+        raise ConfigError("the baseline has no services for the swarm deployer (baselines.<name>.services)")
+    out: dict[str, Any] = {"version": "3.8", "services": {}}
+    for name, svc in services.items():
+        environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **env}
+        if svc.get("needs_aws_env"):
+            environment["AWS_REGION"] = region
+        volumes = [m.replace("{point_dir}", point_dir) for m in svc.get("mounts", [])]
+        if svc.get("mount_certs"):
+            volumes.append("/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt")
+        entry: dict[str, Any] = {"image": svc["image"], "deploy": _placement(name, svc, shape)}
+        if svc.get("command"):
+            entry["command"] = list(svc["command"])
+        if svc.get("entrypoint"):
+            entry["entrypoint"] = list(svc["entrypoint"])
+        if environment:
+            entry["environment"] = dict(sorted(environment.items()))
+        if volumes:
+            entry["volumes"] = volumes
+        if svc.get("ports") and not host_network:
+            entry["ports"] = list(svc["ports"])
+        if host_network:
+            entry["networks"] = ["hostnet"]
+        out["services"][name] = entry
+    if host_network:
+        # Swarm services on the host's own network stack: traffic stays on the machine's addresses.
+        out["networks"] = {"hostnet": {"external": True, "name": "host"}}
+    return yaml.safe_dump(out, sort_keys=False)
