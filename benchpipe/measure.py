@@ -92,6 +92,8 @@ def measure_point(spec: dict[str, Any], cluster: Cluster, out_dir: Path, log_dir
                 n = deployer.wait_drained(stack, sent, timeout_s=max(10.0, wl["measure_s"]))
                 timing["drained"] = _now()
                 log.info("%d of %d calls finished", n, sent)
+            if hasattr(deployer, "check_healthy"):
+                deployer.check_healthy(stack)  # a service that crashed mid-point fails the point
             deployer.fetch(stack, out_dir)
             ok = True
         except BaseException:

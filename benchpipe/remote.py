@@ -16,7 +16,7 @@ def connect(host: Host, timeout_s: float = 15) -> Any:
     from fabric import Connection
 
     target = host.ssh_alias or host.address
-    kwargs: dict[str, Any] = {"connect_timeout": timeout_s}
+    kwargs: dict[str, Any] = {"timeout": timeout_s, "banner_timeout": timeout_s, "auth_timeout": timeout_s}
     if host.key_file:
         kwargs["key_filename"] = host.key_file
     return Connection(
@@ -39,3 +39,19 @@ def run(host: Host, command: str, timeout_s: float = 300, hide: bool = True) -> 
 
 def run_on_hosts(hosts: list[Host], command: str, timeout_s: float = 300) -> dict[str, str]:
     return {h.name: run(h, command, timeout_s) for h in hosts}
+
+
+def put(host: Host, local: str, remote_path: str) -> None:
+    try:
+        with connect(host) as c:
+            c.put(local, remote_path)
+    except Exception as e:
+        raise RemoteError(f"host {host.name} ({host.address}): upload to {remote_path} failed: {e}") from None
+
+
+def get(host: Host, remote_path: str, local: str) -> None:
+    try:
+        with connect(host) as c:
+            c.get(remote_path, local)
+    except Exception as e:
+        raise RemoteError(f"host {host.name} ({host.address}): cannot fetch {remote_path}: {e}") from None

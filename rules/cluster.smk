@@ -11,7 +11,7 @@ rule setup:
     log:
         f"{R}/logs/setup.log",
     params:
-        config=CLUSTER_CONFIG_JSON,
+        config=get_cluster_config_json,
     shell:
         "python -m benchpipe setup --config-json {params.config:q} 2>&1 | tee {log}"
 
@@ -22,7 +22,7 @@ rule preflight:
     log:
         f"{R}/logs/preflight.log",
     params:
-        config=CLUSTER_CONFIG_JSON,
+        config=get_cluster_config_json,
     shell:
         "python -m benchpipe preflight --config-json {params.config:q} 2>&1 | tee {log}"
 
@@ -33,7 +33,7 @@ rule teardown:
     log:
         f"{R}/logs/teardown.log",
     params:
-        config=CLUSTER_CONFIG_JSON,
+        config=get_cluster_config_json,
     shell:
         "python -m benchpipe teardown --config-json {params.config:q} 2>&1 | tee {log}"
 
@@ -44,6 +44,6 @@ rule janitor:
     log:
         f"{R}/logs/janitor.log",
     params:
-        config=CLUSTER_CONFIG_JSON,
+        config=get_cluster_config_json,
     shell:
         "python -m benchpipe janitor --config-json {params.config:q} 2>&1 | tee {log}"

@@ -44,6 +44,17 @@ CLUSTER_CONFIG_JSON = json.dumps(
     {k: config[k] for k in ("provider", "results_dir", "run_id", "suite", "experiments_dir")},
     sort_keys=True,
 )
+
+
+def get_config_json(wildcards):
+    # A function, so that braces in the configuration are not taken for wildcards.
+    return CONFIG_JSON
+
+
+def get_cluster_config_json(wildcards):
+    return CLUSTER_CONFIG_JSON
+
+
 FIGURES = {f["name"]: exp for exp in EXPERIMENTS.values() for f in exp.data["figures"]}
 POINTS = {
     (p.experiment, p.baseline, p.name): p

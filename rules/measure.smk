@@ -25,7 +25,7 @@ rule run:
     log:
         f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/run.log",
     params:
-        config=CLUSTER_CONFIG_JSON,
+        config=get_cluster_config_json,
         logdir=f"{R}/logs/{{exp}}/{{baseline}}/{{point}}",
     threads: get_measure_threads()
     retries: config["measure"]["retries"]
@@ -45,7 +45,7 @@ rule collect:
     log:
         f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/collect.log",
     params:
-        config=CLUSTER_CONFIG_JSON,
+        config=get_cluster_config_json,
         siblings=get_sibling_manifests,
     shell:
         "python -m benchpipe collect --config-json {params.config:q} --deploy {input.deploy}"

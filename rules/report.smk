@@ -12,7 +12,7 @@ rule summarize:
     log:
         f"{R}/logs/{{exp}}/summarize.log",
     params:
-        config=CONFIG_JSON,
+        config=get_config_json,
         stale=get_stale_mark,
     shell:
         "python -m benchpipe summarize --config-json {params.config:q} --experiment {wildcards.exp}"
@@ -30,7 +30,7 @@ rule plot:
     log:
         f"{R}/logs/plot/{{figure}}.log",
     params:
-        config=CONFIG_JSON,
+        config=get_config_json,
         experiment=get_figure_experiment,
     shell:
         "python -m benchpipe plot --config-json {params.config:q} --experiment {params.experiment}"

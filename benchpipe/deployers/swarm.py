@@ -1,0 +1,176 @@
+"""The swarm deployer: the stack as a Docker Swarm stack, deployed on the manager over SSH.
+
+Every point gets a fresh stack (removed, and waited for until its containers are gone, before and
+after) and its own results folder on the hosts, mounted into the gateway as `{point_dir}`, so points
+never overwrite each other's async_results. Readiness is polled (the gateway's HTTP endpoint, and the
+stack's tasks for failures), never slept for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchpipe import remote
+from benchpipe.deployers.compose import render_compose
+from benchpipe.errors import StackError
+from benchpipe.model import Cluster, Host
+
+
+@dataclass
+class SwarmStack:
+    endpoint: str
+    cluster: Cluster
+    stack: str
+    point_dir: str
+    gateway_host: Host
+    services: list[str]
+    ready_path: str
+
+
+class SwarmDeployer:
+    """settings: stack (benchpipe), host_network (false; true on the local test bed), gateway_port (8080),
+    ready_path (/healthz for the stand-in), ready_timeout_s, stop_timeout_s, region."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.s = dict(settings)
+        self.stack_name = self.s.get("stack", "benchpipe")
+        # Per point, on the hosts: where the gateway writes async_results (kept after the stack goes).
+        self.remote_dir_template = self.s.get(
+            "remote_dir_template", "/tmp/benchpipe/{run_id}/{experiment}/{baseline}/{point}"
+        )
+
+    def render(self, cluster: Cluster, deployment: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+        services = deployment.get("services") or {}
+        gateways = [n for n, svc in services.items() if svc.get("gateway")]
+        if len(gateways) != 1:
+            raise StackError("services: expected exactly one service with gateway: true")
+        host = (services[gateways[0]].get("placement") or {}).get("hostname")
+        if not host:
+            raise StackError(f"services.{gateways[0]}.placement.hostname: the gateway must be pinned to a machine")
+        compose = render_compose(
+            services, cluster, env, region=self.s.get("region", ""), host_network=bool(self.s.get("host_network"))
+        )
+        return {
+            "kind": "swarm",
+            "stack": self.stack_name,
+            "compose": compose,
+            "gateway_machine": host,
+            "services": list(services),
+            "port": int(self.s.get("gateway_port", 8080)),
+            "ready_path": self.s.get("ready_path", "/healthz"),
+        }
+
+    # --- helpers --------------------------------------------------------------------------
+    def _manager(self, stack_or_cluster: SwarmStack | Cluster) -> Host:
+        cluster = stack_or_cluster.cluster if isinstance(stack_or_cluster, SwarmStack) else stack_or_cluster
+        return cluster.manager
+
+    def _tasks(self, manager: Host, stack: str) -> list[str]:
+        out = remote.run(
+            manager,
+            f"docker stack ps {stack} --no-trunc --format '{{{{.Name}}}} {{{{.CurrentState}}}} {{{{.Error}}}}' 2>/dev/null"
+            " || true",
+        )
+        return [line for line in out.splitlines() if line.strip()]
+
+    def _wait_removed(self, manager: Host, stack: str, timeout_s: float) -> None:
+        remote.run(manager, f"docker stack rm {stack} >/dev/null 2>&1 || true")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            left = remote.run(
+                manager,
+                f"docker ps -aq --filter label=com.docker.stack.namespace={stack}; "
+                f"docker network ls -q --filter label=com.docker.stack.namespace={stack}",
+            ).split()
+            if not left:
+                return
+            time.sleep(0.5)
+        raise StackError(f"stack {stack} still has containers or networks {timeout_s:g} s after `docker stack rm`")
+
+    # --- the Deployer interface -----------------------------------------------------------
+    def start(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> SwarmStack:
+        manager = cluster.manager
+        stack = rendered["stack"]
+        gateway_host = next((h for h in cluster.hosts if h.name == rendered["gateway_machine"]), None)
+        if gateway_host is None:
+            raise StackError(f"the gateway's machine {rendered['gateway_machine']} is not in cluster {cluster.name}")
+        self._wait_removed(manager, stack, float(self.s.get("stop_timeout_s", 120)))
+        for h in {h.address: h for h in cluster.hosts if h.role != "client"}.values():
+            remote.run(h, f"rm -rf {shlex.quote(remote_dir)} && mkdir -p {shlex.quote(remote_dir)}")
+        compose = rendered["compose"].replace("{point_dir}", remote_dir)
+        remote_file = f"{remote_dir}/docker-compose.yml"
+        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+            f.write(compose)
+            f.flush()
+            remote.put(manager, f.name, remote_file)
+        remote.run(manager, f"docker stack deploy --prune -c {shlex.quote(remote_file)} {stack}")
+        return SwarmStack(
+            endpoint=f"http://{gateway_host.address}:{rendered['port']}",
+            cluster=cluster,
+            stack=stack,
+            point_dir=remote_dir,
+            gateway_host=gateway_host,
+            services=rendered["services"],
+            ready_path=rendered["ready_path"],
+        )
+
+    def check_healthy(self, stack: SwarmStack) -> None:
+        bad = [t for t in self._tasks(self._manager(stack), stack.stack) if " Failed" in t or " Rejected" in t]
+        if bad:
+            raise StackError(f"stack {stack.stack}: task(s) failed: " + "; ".join(bad[:5]))
+
+    def wait_ready(self, stack: SwarmStack, timeout_s: float) -> None:
+        url = stack.endpoint + stack.ready_path
+        deadline = time.monotonic() + timeout_s
+        delay = 0.2
+        while True:
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                with urllib.request.urlopen(url, timeout=3) as r:
+                    if r.status == 200:
+                        return
+            self.check_healthy(stack)
+            if time.monotonic() > deadline:
+                tasks = "; ".join(self._tasks(self._manager(stack), stack.stack)[:8])
+                raise StackError(f"stack not ready: {url} did not answer 200 within {timeout_s:g} s (tasks: {tasks})")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 3.0)
+
+    def wait_drained(self, stack: SwarmStack, expected: int, timeout_s: float) -> int:
+        path = shlex.quote(f"{stack.point_dir}/async_results")
+        deadline = time.monotonic() + timeout_s
+        last, last_change = -1, time.monotonic()
+        while True:
+            n = int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
+            if n >= expected:
+                return n
+            if n != last:
+                last, last_change = n, time.monotonic()
+            if time.monotonic() > deadline or time.monotonic() - last_change > min(5.0, timeout_s):
+                return n
+            time.sleep(0.3)
+
+    def fetch(self, stack: SwarmStack, dest: Path) -> list[Path]:
+        self.check_healthy(stack)  # a service that crashed mid-point fails the point
+        dest.mkdir(parents=True, exist_ok=True)
+        out = dest / "async_results"
+        remote.get(stack.gateway_host, f"{stack.point_dir}/async_results", str(out))
+        return [out]
+
+    def collect_logs(self, stack: SwarmStack, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        manager = self._manager(stack)
+        (dest / "tasks.txt").write_text("\n".join(self._tasks(manager, stack.stack)) + "\n")
+        for svc in stack.services:
+            text = remote.run(manager, f"docker service logs --timestamps --raw {stack.stack}_{svc} 2>&1 || true")
+            (dest / f"{svc}.log").write_text(text)
+
+    def stop(self, stack: SwarmStack) -> None:
+        self._wait_removed(self._manager(stack), stack.stack, float(self.s.get("stop_timeout_s", 120)))

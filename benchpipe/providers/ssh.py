@@ -1,0 +1,110 @@
+"""The ssh provider: existing hosts (CloudLab, a lab cluster) listed in the profile, as a swarm.
+
+settings.hosts: [{name, address, user, key_file | ssh_alias, port, role, labels, private_address}].
+The experiment's machine names are matched to the listed names; the hosts are probed (a host that
+refuses SSH is named and nothing is deployed), joined into one swarm (manager init, workers join,
+node labels), and left as they were at teardown: they are not ours to destroy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from benchpipe import remote
+from benchpipe.errors import ConfigError, StackError
+from benchpipe.model import Cluster, Host
+
+log = logging.getLogger("benchpipe.ssh")
+
+
+def hosts_from_settings(settings: dict[str, Any]) -> list[Host]:
+    out = []
+    for i, h in enumerate(settings.get("hosts") or []):
+        if not isinstance(h, dict) or not h.get("name") or not (h.get("address") or h.get("ssh_alias")):
+            raise ConfigError(f"provider.settings.hosts[{i}]: expected a mapping with name and address (or ssh_alias)")
+        out.append(
+            Host(
+                name=h["name"],
+                address=h.get("address") or h["ssh_alias"],
+                role=h.get("role", "worker"),
+                labels=list(h.get("labels", [])),
+                user=h.get("user"),
+                key_file=h.get("key_file"),
+                ssh_port=int(h.get("port", 22)),
+                ssh_alias=h.get("ssh_alias"),
+                private_address=h.get("private_address"),
+            )
+        )
+    if not out:
+        raise ConfigError("provider.settings.hosts: expected the list of hosts (name, address, user, key_file, role)")
+    return out
+
+
+class SshProvider:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.s = dict(settings)
+        self.hosts = hosts_from_settings(self.s)
+
+    def preflight(self) -> list[str]:
+        problems = []
+        for h in self.hosts:
+            try:
+                remote.run(h, "docker version --format '{{.Server.Version}}'", timeout_s=30)
+            except StackError as e:
+                problems.append(str(e))
+        return problems
+
+    def _select(self, spec: dict[str, Any]) -> list[Host]:
+        by_name = {h.name: h for h in self.hosts}
+        wanted = [m["name"] for m in spec.get("machines", [])]
+        missing = [n for n in wanted if n not in by_name]
+        if missing:
+            raise ConfigError(
+                f"provider.settings.hosts: the experiment's cluster needs machines {', '.join(missing)}, "
+                f"which the hosts list ({', '.join(by_name)}) does not name"
+            )
+        return [by_name[n] for n in wanted] if wanted else list(self.hosts)
+
+    def provision(self, spec: dict[str, Any], *, name: str, run_id: str, experiment: str, baseline: str) -> Cluster:
+        hosts = self._select(spec)
+        for h in hosts:  # probe all before touching any
+            remote.run(h, "docker version --format '{{.Server.Version}}'", timeout_s=30)
+        managers = [h for h in hosts if h.role == "manager"]
+        if len(managers) != 1:
+            raise ConfigError("provider.settings.hosts: expected exactly one host with role manager in the cluster")
+        manager = managers[0]
+        state = remote.run(manager, "docker info --format '{{.Swarm.LocalNodeState}}'").strip()
+        if state != "active":
+            remote.run(manager, f"docker swarm init --advertise-addr {manager.private_address or manager.address}")
+        token = remote.run(manager, "docker swarm join-token -q worker").strip()
+        for h in hosts:
+            if (
+                h.role == "worker"
+                and remote.run(h, "docker info --format '{{.Swarm.LocalNodeState}}'").strip() != "active"
+            ):
+                remote.run(h, f"docker swarm join --token {token} {manager.private_address or manager.address}:2377")
+        for h in hosts:
+            if h.labels and h.role != "client":
+                node = remote.run(h, "docker info --format '{{.Swarm.NodeID}}'").strip()
+                adds = " ".join(f"--label-add {lab}" for lab in h.labels)
+                remote.run(manager, f"docker node update {adds} {node}")
+        return Cluster(
+            name=name,
+            provider="ssh",
+            run_id=run_id,
+            experiment=experiment,
+            baseline=baseline,
+            hosts=hosts,
+            lock_key="ssh-" + "-".join(sorted({h.address for h in hosts})),
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
+
+    def teardown(self, cluster: Cluster) -> None:
+        # Stacks are removed point by point; a stack left by a killed job goes here. Hosts stay.
+        stack = self.s.get("stack", "benchpipe")
+        try:
+            remote.run(cluster.manager, f"docker stack rm {stack} >/dev/null 2>&1 || true")
+        except StackError as e:
+            log.warning("teardown of %s: %s", cluster.name, e)
