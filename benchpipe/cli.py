@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     add("janitor", cmd_janitor)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
     try:
         args.fn(args)
     except (ConfigError, RawDataError, StackError) as e:

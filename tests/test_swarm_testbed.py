@@ -18,7 +18,7 @@ ENV = Path(os.environ.get("BENCHPIPE_TESTBED", "/tmp/benchpipe-testbed")) / "env
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
 
-def testbed() -> dict[str, str]:
+def load_testbed() -> dict[str, str]:
     if not ENV.exists():
         pytest.skip("no test bed: run `bash testbed/up.sh` (scripts/test.sh does)")
     return dict(line.split("=", 1) for line in ENV.read_text().split())
@@ -31,7 +31,7 @@ def node_name() -> str:
 
 
 def swarm_workdir(tmp_path: Path, hosts_extra: list[dict] | None = None, crash_at: int | None = None) -> Path:
-    tb = testbed()
+    tb = load_testbed()
     node = node_name()
     wd = make_workdir(tmp_path, baselines=("unsafe", "boki"), rates=(20, 40))
     suite = wd / "config" / "experiments" / "halfmoon"
@@ -55,7 +55,8 @@ def swarm_workdir(tmp_path: Path, hosts_extra: list[dict] | None = None, crash_a
         )
         if crash_at is not None:
             # A service that crashes mid-point (at one rate): killed 1 s into the measurement.
-            cmd = f"if [ $QPS -eq {crash_at} ]; then ({cmd} & sleep 2; kill -9 $!; exit 1); else exec {cmd}; fi"
+            # ($$ is compose's escape for a literal $.)
+            cmd = f"if [ $$QPS -eq {crash_at} ]; then ({cmd} & sleep 2; kill -9 $$!; exit 1); else exec {cmd}; fi"
         b["services"] = {
             "standin": {
                 "image": "benchpipe/standin:local",
@@ -124,8 +125,10 @@ def test_host_refusing_ssh_is_named_and_nothing_deployed(tmp_path):
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = snakemake(wd, "--until", "collect", check=False)
     assert proc.returncode != 0
-    log = "\n".join(p.read_text() for p in (wd / "results" / "logs").rglob("run.log"))
-    assert "127.0.0.3" in log and "SSH failed" in log
+    # The preflight (onstart) probes every host before any job: the refusing one is named.
+    out = proc.stdout + proc.stderr
+    assert "host vm (127.0.0.3): SSH failed" in out.replace(node_name(), "vm")
+    assert not (wd / "results" / "hotel").exists() or not list((wd / "results" / "hotel").glob("*/*/raw"))
     assert not stacks()
 
 

@@ -132,10 +132,9 @@ class SwarmDeployer:
         deadline = time.monotonic() + timeout_s
         delay = 0.2
         while True:
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                with urllib.request.urlopen(url, timeout=3) as r:
-                    if r.status == 200:
-                        return
+            with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=3) as r:
+                if r.status == 200:
+                    return
             self.check_healthy(stack)
             if time.monotonic() > deadline:
                 tasks = "; ".join(self._tasks(self._manager(stack), stack.stack)[:8])
