@@ -76,8 +76,8 @@ class SwarmDeployer:
     def _tasks(self, manager: Host, stack: str) -> list[str]:
         out = remote.run(
             manager,
-            f"docker stack ps {stack} --no-trunc --format '{{{{.Name}}}} {{{{.CurrentState}}}} {{{{.Error}}}}' 2>/dev/null"
-            " || true",
+            f"docker stack ps {stack} --no-trunc"
+            " --format '{{.Name}} {{.CurrentState}} {{.Error}}' 2>/dev/null || true",
         )
         return [line for line in out.splitlines() if line.strip()]
 
