@@ -57,13 +57,13 @@ def plan_cost(
     quota_vcpus: int | None = None,
     max_concurrent: int = 1,
 ) -> dict[str, Any]:
-    table = prices["spot" if market == "spot" else "on_demand"]
+    table = {} if market == "owned" else prices["spot" if market == "spot" else "on_demand"]
     hours = dollars = 0.0
     rows = []
     for c in clusters:
         h = c.seconds() / 3600
         n = sum(c.machines.values())
-        d = sum(h * k * table.get(t, prices["on_demand"].get(t, 0.0)) for t, k in c.machines.items())
+        d = sum(h * k * table.get(t, prices["on_demand"].get(t, 0.0)) for t, k in c.machines.items()) if table else 0.0
         hours += h * n
         dollars += d
         rows.append({"cluster": c.name, "machines": n, "hours": h, "instance_hours": h * n, "dollars": d})
@@ -85,16 +85,18 @@ def plan_cost(
 
 
 def cost_text(cost: dict[str, Any], market: str) -> str:
+    priced = market != "owned"  # existing hosts cost time, not money
     lines = [f"  machines ({market}):"]
     for r in cost["rows"]:
         if r["hours"]:
+            money = f", ${r['dollars']:.2f}" if priced else ""
             lines.append(
                 f"    {r['cluster']}: {r['machines']} machines x {r['hours']:.2f} h = "
-                f"{r['instance_hours']:.1f} instance-hours, ${r['dollars']:.2f}"
+                f"{r['instance_hours']:.1f} instance-hours{money}"
             )
+    money = f", about ${cost['dollars']:.2f}" if priced else ""
     lines.append(
-        f"  total: {cost['instance_hours']:.1f} instance-hours, about ${cost['dollars']:.2f}; "
-        f"wall time about {cost['wall_s'] / 3600:.1f} h"
+        f"  total: {cost['instance_hours']:.1f} instance-hours{money}; wall time about {cost['wall_s'] / 3600:.1f} h"
     )
     if cost["quota_vcpus"] is None:
         lines.append(f"  vCPU: {cost['peak_vcpus']} at once (set provider.settings.vcpu_quota to check it)")

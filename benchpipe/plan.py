@@ -64,7 +64,9 @@ def plan_text(
         prices = load_prices()
         plans = cluster_plans(exps, results, repetitions)
         market = "on-demand" if settings.get("market") == "on-demand" else "spot"
-        if settings.get("live_spot_price") and market == "spot":
+        if target == "ssh":
+            market = "owned"  # existing hosts: time, not money
+        if settings.get("live_spot_price") and market == "spot" and target == "aws":
             prices["spot"].update(live_spot_prices(settings, sorted({t for p in plans for t in p.machines})))
         cost = plan_cost(
             plans,
