@@ -8,7 +8,6 @@ stack's tasks for failures), never slept for.
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 import tempfile
 import time
@@ -33,6 +32,7 @@ class SwarmStack:
     gateway_host: Host
     services: list[str]
     ready_path: str
+    internal_endpoint: str = ""  # the gateway as the cluster's own machines reach it (private address)
 
 
 class SwarmDeployer:
@@ -120,7 +120,30 @@ class SwarmDeployer:
             gateway_host=gateway_host,
             services=rendered["services"],
             ready_path=rendered["ready_path"],
+            internal_endpoint=f"http://{gateway_host.private_address or gateway_host.address}:{rendered['port']}",
         )
+
+    def client(self, stack: SwarmStack) -> Host | None:
+        clients = stack.cluster.by_role("client")
+        return clients[0] if clients else None
+
+    def _answers(self, stack: SwarmStack) -> bool:
+        """Does the gateway answer 200? Asked from the client machine when there is one: the security
+        group admits only SSH from the controller, the gateway's port only from inside the cluster."""
+        client = self.client(stack)
+        if client is None or self.s.get("probe_from") == "controller":
+            try:
+                with urllib.request.urlopen(stack.endpoint + stack.ready_path, timeout=3) as r:
+                    return r.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+        url = shlex.quote(stack.internal_endpoint + stack.ready_path)
+        code = remote.run(client, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 3 {url} || true").strip()
+        return code == "200"
+
+    def load_context(self, stack: SwarmStack) -> dict[str, Any]:
+        """Where the load generator runs (the client machine) and the gateway it targets from there."""
+        return {"client": self.client(stack), "target": stack.internal_endpoint, "work_dir": stack.point_dir}
 
     def check_healthy(self, stack: SwarmStack) -> None:
         bad = [t for t in self._tasks(self._manager(stack), stack.stack) if " Failed" in t or " Rejected" in t]
@@ -132,9 +155,8 @@ class SwarmDeployer:
         deadline = time.monotonic() + timeout_s
         delay = 0.2
         while True:
-            with contextlib.suppress(urllib.error.URLError, OSError), urllib.request.urlopen(url, timeout=3) as r:
-                if r.status == 200:
-                    return
+            if self._answers(stack):
+                return
             self.check_healthy(stack)
             if time.monotonic() > deadline:
                 tasks = "; ".join(self._tasks(self._manager(stack), stack.stack)[:8])

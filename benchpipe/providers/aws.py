@@ -98,8 +98,11 @@ class AwsProvider:
                     )
                 )
             if self.s.get("bootstrap", True):
+                from benchpipe.bootstrap import bootstrap
+
                 for h in hosts:
                     probe_ssh(h.address, 22, float(self.s.get("ssh_timeout_s", 300)))
+                bootstrap(hosts, rename=True, storage=True)
             cluster = Cluster(
                 name=name,
                 provider="aws",

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from benchpipe import remote
+from benchpipe.bootstrap import bootstrap
 from benchpipe.errors import ConfigError, StackError
 from benchpipe.model import Cluster, Host
 
@@ -71,25 +72,10 @@ class SshProvider:
         hosts = self._select(spec)
         for h in hosts:  # probe all before touching any
             remote.run(h, "docker version --format '{{.Server.Version}}'", timeout_s=30)
-        managers = [h for h in hosts if h.role == "manager"]
-        if len(managers) != 1:
-            raise ConfigError("provider.settings.hosts: expected exactly one host with role manager in the cluster")
-        manager = managers[0]
-        state = remote.run(manager, "docker info --format '{{.Swarm.LocalNodeState}}'").strip()
-        if state != "active":
-            remote.run(manager, f"docker swarm init --advertise-addr {manager.private_address or manager.address}")
-        token = remote.run(manager, "docker swarm join-token -q worker").strip()
-        for h in hosts:
-            if (
-                h.role == "worker"
-                and remote.run(h, "docker info --format '{{.Swarm.LocalNodeState}}'").strip() != "active"
-            ):
-                remote.run(h, f"docker swarm join --token {token} {manager.private_address or manager.address}:2377")
-        for h in hosts:
-            if h.labels and h.role != "client":
-                node = remote.run(h, "docker info --format '{{.Swarm.NodeID}}'").strip()
-                adds = " ".join(f"--label-add {lab}" for lab in h.labels)
-                remote.run(manager, f"docker node update {adds} {node}")
+        # Existing hosts keep their names (the hosts file names them as they are) unless asked.
+        bootstrap(
+            hosts, rename=bool(self.s.get("set_hostnames", False)), storage=bool(self.s.get("mount_storage", False))
+        )
         return Cluster(
             name=name,
             provider="ssh",
