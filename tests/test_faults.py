@@ -1,0 +1,133 @@
+"""Rows of the fault matrix (README): what happens, what is left, and the command that resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from benchpipe.cloud import dynamo, session
+from tests.conftest import stack_processes
+from tests.test_pipeline_e2e import job_counts, make_workdir, snakemake
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def checksums(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.glob("hotel/*/*/**/*"))
+        if p.is_file()
+    }
+
+
+def start(wd: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2", "figures/hotel.png"]
+    return subprocess.Popen(
+        cmd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for_stack(timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stack_processes(mine_only=True):
+        time.sleep(0.1)
+    assert stack_processes(mine_only=True), "the stack never started"
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_running_point_and_resumes(tmp_path):
+    wd = make_workdir(tmp_path, baselines=("unsafe", "boki"), rates=(20,))
+    proc = start(wd)
+    wait_for_stack()
+    os.killpg(proc.pid, signal.SIGTERM)  # "exit after finishing the running jobs"
+    proc.wait(timeout=120)
+    time.sleep(0.5)
+    assert not stack_processes(mine_only=True)
+    assert not list((wd / "results" / ".clusters").glob("*/*.json"))
+    done = {p.parent.name for p in (wd / "results" / "hotel").glob("*/*/manifest.json")}
+    before = checksums(wd / "results")
+    # Resume: the same command runs only what is missing; finished points are untouched.
+    out = snakemake(wd, "figures/hotel.png")
+    assert job_counts(out.stdout + out.stderr).get("run", 0) == 2 - len(done)
+    after = checksums(wd / "results")
+    assert {k: v for k, v in after.items() if k in before} == before
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_a_lock_whose_message_says_how_to_go_on(tmp_path):
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
+    proc = start(wd)
+    wait_for_stack()
+    os.kill(proc.pid, signal.SIGKILL)  # the controller only: its running job is orphaned and finishes
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and stack_processes(mine_only=True):
+        time.sleep(0.2)
+    assert not stack_processes(mine_only=True), "the orphaned point left its stack running"
+    again = snakemake(wd, "figures/hotel.png", check=False)
+    assert again.returncode != 0 and "--unlock" in again.stdout + again.stderr
+    snakemake(wd, "--unlock")
+    final = snakemake(wd, "figures/hotel.png")
+    assert (wd / "figures" / "hotel.png").exists()
+    assert job_counts(final.stdout + final.stderr).get("run", 0) <= 2
+
+
+@pytest.mark.slow
+def test_corrupt_raw_file_fails_that_point_naming_the_file(tmp_path):
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
+    snakemake(wd, "--until", "run")
+    raw = wd / "results/hotel/unsafe/qps40/raw/async_results"
+    raw.write_bytes(raw.read_bytes()[:-40])  # truncated mid-line
+    proc = snakemake(wd, "--until", "collect", check=False)
+    assert proc.returncode != 0
+    log = (wd / "results/logs/hotel/unsafe/qps40/collect.log").read_text()
+    assert str(Path("results/hotel/unsafe/qps40/raw/async_results")) in log and "not JSON" in log
+    assert (wd / "results/hotel/unsafe/qps20/manifest.json").exists()
+    assert not (wd / "results/hotel/unsafe/qps40/manifest.json").exists()
+
+
+@pytest.mark.aws
+def test_dynamodb_throttling_is_retried_then_reported(aws, inject):
+    calls = {"n": 0}
+
+    def throttle_twice(params):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "CreateTable")
+
+    inject("dynamodb.CreateTable", throttle_twice)
+    ddb = session.client(aws, "dynamodb")  # the injected client
+    slept = []
+    assert dynamo.with_backoff(
+        "create",
+        lambda: ddb.create_table(
+            TableName="benchpipe-r-t",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "K", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "K", "KeyType": "HASH"}],
+        ),
+        sleep=slept.append,
+    )
+    assert calls["n"] == 3 and slept == [0.5, 1.0]
+
+    def always(params):
+        raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "gone"}}, "DeleteTable")
+
+    inject("dynamodb.DeleteTable", always)
+    ddb = session.client(aws, "dynamodb")  # the injected client
+    with pytest.raises(dynamo.TableError, match="delete benchpipe-r-t: ResourceNotFoundException after 6 attempt"):
+        dynamo.with_backoff(
+            "delete benchpipe-r-t", lambda: ddb.delete_table(TableName="benchpipe-r-t"), sleep=lambda s: None
+        )
