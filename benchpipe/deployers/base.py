@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,3 +38,18 @@ class Deployer(Protocol):
     def stop(self, stack: Stack) -> None:
         """Stop and remove the stack; idempotent, also after a failure."""
         ...
+
+
+def wait_for_count(count: Callable[[], int], expected: int, timeout_s: float, interval_s: float) -> int:
+    """Poll `count()` until it reaches `expected`, stops growing for 5 s, or time runs out; returns it."""
+    deadline = time.monotonic() + timeout_s
+    last, last_change = -1, time.monotonic()
+    while True:
+        n = count()
+        if n >= expected:
+            return n
+        if n != last:
+            last, last_change = n, time.monotonic()
+        if time.monotonic() > deadline or time.monotonic() - last_change > min(5.0, timeout_s):
+            return n
+        time.sleep(interval_s)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchpipe.deployers.base import wait_for_count
 from benchpipe.errors import StackError
 from benchpipe.model import Cluster
 
@@ -198,18 +199,12 @@ class ProcessDeployer:
 
     def wait_drained(self, stack: ProcessStack, expected: int, timeout_s: float) -> int:
         """Wait until `expected` calls are in async_results (or it stops growing); returns the count."""
-        deadline = time.monotonic() + timeout_s
-        last, last_change = -1, time.monotonic()
-        while True:
+
+        def count() -> int:
             self._check_alive(stack)
-            n = _count_lines(stack.results_path)
-            if n >= expected:
-                return n
-            if n != last:
-                last, last_change = n, time.monotonic()
-            if time.monotonic() > deadline or time.monotonic() - last_change > min(5.0, timeout_s):
-                return n
-            time.sleep(0.05)
+            return _count_lines(stack.results_path)
+
+        return wait_for_count(count, expected, timeout_s, 0.05)
 
     def fetch(self, stack: ProcessStack, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchpipe import remote
+from benchpipe.deployers.base import wait_for_count
 from benchpipe.deployers.compose import render_compose
 from benchpipe.errors import StackError
 from benchpipe.model import Cluster, Host
@@ -166,17 +167,11 @@ class SwarmDeployer:
 
     def wait_drained(self, stack: SwarmStack, expected: int, timeout_s: float) -> int:
         path = shlex.quote(f"{stack.point_dir}/async_results")
-        deadline = time.monotonic() + timeout_s
-        last, last_change = -1, time.monotonic()
-        while True:
-            n = int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
-            if n >= expected:
-                return n
-            if n != last:
-                last, last_change = n, time.monotonic()
-            if time.monotonic() > deadline or time.monotonic() - last_change > min(5.0, timeout_s):
-                return n
-            time.sleep(0.3)
+
+        def count() -> int:
+            return int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
+
+        return wait_for_count(count, expected, timeout_s, 0.3)
 
     def fetch(self, stack: SwarmStack, dest: Path) -> list[Path]:
         self.check_healthy(stack)  # a service that crashed mid-point fails the point
