@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from benchpipe.validation import validate
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "config" / "experiments" / "halfmoon"
 EXPERIMENTS = sorted(p.stem for p in SUITE.glob("[!_]*.yaml"))
+pytestmark = pytest.mark.slow  # 300 generated files
 
 scalars = st.one_of(
     st.none(),
