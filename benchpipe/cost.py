@@ -104,3 +104,9 @@ def cost_text(cost: dict[str, Any], market: str) -> str:
         verdict = "fits" if cost["quota_ok"] else "EXCEEDS"
         lines.append(f"  vCPU: {cost['peak_vcpus']} at once, quota {cost['quota_vcpus']}: {verdict}")
     return "\n".join(lines)
+
+
+def machines_vcpus(machines: list[dict[str, Any]], prices: dict[str, Any] | None = None) -> int:
+    """vCPUs of a cluster shape (unknown types count as 8)."""
+    table = (prices or load_prices())["vcpus"]
+    return sum(int(table.get(m.get("instance_type", ""), 8)) for m in machines)

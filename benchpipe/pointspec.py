@@ -25,6 +25,9 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         name = exp.param_meta(p).get("env")
         if name:
             env[name] = str(v)
+    if exp.data["stack"].get("tables"):
+        # Filled in when the point starts (the prefix names the run and the point).
+        env["TABLE_PREFIX"] = "{table_prefix}"
     rate_param = exp.rate_param
     generator = dict(config["generator"])
     if wl.get("generator") and wl["generator"] != "openloop":
@@ -64,6 +67,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             "process": exp.data["stack"].get("process", []),
             "services": base.get("services", {}),
             "vars": {"app": exp.data["app"], "system": base["system"], **point.params},
+            "tables": exp.data["stack"].get("tables", []),
         },
         "env": env,
         "deployer": config["deployer"],

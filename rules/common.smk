@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from benchpipe.clusters import teardown_all
+from benchpipe.cost import machines_vcpus
 from benchpipe.experiment import load_experiment
 from benchpipe.plan import (
     experiments_for_targets,
@@ -146,6 +147,16 @@ def get_figure_summary(wildcards):
 
 def get_figure_experiment(wildcards):
     return FIGURES[wildcards.figure].name
+
+
+def get_point_vcpus(wildcards):
+    """The vCPUs of the point's cluster: with `resources: {vcpus: N}` in a profile, measuring jobs
+    run concurrently only while their clusters fit in N (the account's quota, say)."""
+    if config["target"] != "aws":
+        return 0
+    point = _point(wildcards)
+    exp = EXPERIMENTS[point.experiment]
+    return machines_vcpus(exp.machines(exp.baseline(point.baseline)["cluster"]))
 
 
 def get_measure_threads():

@@ -28,6 +28,8 @@ rule run:
         config=get_cluster_config_json,
         logdir=f"{R}/logs/{{exp}}/{{baseline}}/{{point}}",
     threads: get_measure_threads()
+    resources:
+        vcpus=get_point_vcpus,
     retries: config["measure"]["retries"]
     shell:
         "python -m benchpipe measure --config-json {params.config:q} --deploy {input.deploy}"

@@ -131,3 +131,17 @@ def test_dynamodb_throttling_is_retried_then_reported(aws, inject):
         dynamo.with_backoff(
             "delete benchpipe-r-t", lambda: ddb.delete_table(TableName="benchpipe-r-t"), sleep=lambda s: None
         )
+
+
+@pytest.mark.aws
+def test_point_tables_are_gone_after_the_point_even_when_it_fails(aws):
+    ddb = session.client(aws, "dynamodb")
+    with (
+        pytest.raises(RuntimeError),
+        dynamo.point_tables(ddb, "benchpipe-r1-abc-", ["geo", "rate"], {"project": "benchpipe"}),
+    ):
+        names = ddb.list_tables()["TableNames"]
+        assert sorted(names) == ["benchpipe-r1-abc-geo", "benchpipe-r1-abc-rate"]
+        assert ddb.describe_table(TableName="benchpipe-r1-abc-geo")["Table"]["TableStatus"] == "ACTIVE"
+        raise RuntimeError("the point failed")
+    assert ddb.list_tables()["TableNames"] == []

@@ -80,7 +80,11 @@ def swarm_workdir(tmp_path: Path, hosts_extra: list[dict] | None = None, crash_a
         },
         {"name": "client", "address": "127.0.0.2", "port": port, "user": user, "key_file": key, "role": "client"},
     ]
-    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    # The ssh settings come as a profile, as a user gives them: snakemake ... --profile <folder>.
+    profile = wd / "testbed-profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text("configfile: ssh.yaml\n")
+    cfg = {}
     cfg.update(
         {
             "target": "ssh",
@@ -97,8 +101,12 @@ def swarm_workdir(tmp_path: Path, hosts_extra: list[dict] | None = None, crash_a
             "measure": {"retries": 0, "ready_timeout_s": 60},
         }
     )
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (profile / "ssh.yaml").write_text(yaml.safe_dump(cfg))
     return wd
+
+
+def run(wd: Path, *args: str, check: bool = True):
+    return snakemake(wd, *args, "--profile", str(wd / "testbed-profile"), check=check)
 
 
 def stacks() -> list[str]:
@@ -108,10 +116,11 @@ def stacks() -> list[str]:
 
 def test_swarm_pipeline_end_to_end(tmp_path):
     wd = swarm_workdir(tmp_path)
-    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    ssh_yaml = wd / "testbed-profile" / "ssh.yaml"
+    cfg = yaml.safe_load(ssh_yaml.read_text())
     cfg["generator"] = {"name": "wrk2", "settings": {"threads": 1, "connections": 2}}
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(wd, "figures/hotel.png")
+    ssh_yaml.write_text(yaml.safe_dump(cfg))
+    run(wd, "figures/hotel.png")
     assert (wd / "figures" / "hotel.png").exists()
     manifests = sorted((wd / "results" / "hotel").glob("*/*/manifest.json"))
     assert len(manifests) == 4
@@ -126,10 +135,11 @@ def test_swarm_pipeline_end_to_end(tmp_path):
 
 def test_host_refusing_ssh_is_named_and_nothing_deployed(tmp_path):
     wd = swarm_workdir(tmp_path)
-    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    ssh_yaml = wd / "testbed-profile" / "ssh.yaml"
+    cfg = yaml.safe_load(ssh_yaml.read_text())
     cfg["provider"]["settings"]["hosts"][0]["address"] = "127.0.0.3"  # nobody listens there
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(wd, "--until", "collect", check=False)
+    ssh_yaml.write_text(yaml.safe_dump(cfg))
+    proc = run(wd, "--until", "collect", check=False)
     assert proc.returncode != 0
     # The preflight (onstart) probes every host before any job: the refusing one is named.
     out = proc.stdout + proc.stderr
@@ -140,7 +150,7 @@ def test_host_refusing_ssh_is_named_and_nothing_deployed(tmp_path):
 
 def test_service_crash_fails_that_point_with_logs(tmp_path):
     wd = swarm_workdir(tmp_path, crash_at=40)
-    proc = snakemake(wd, "--until", "collect", check=False)
+    proc = run(wd, "--until", "collect", check=False)
     assert proc.returncode != 0
     done = sorted(p.parent.name for p in (wd / "results" / "hotel").glob("*/*/manifest.json"))
     assert done == ["qps20", "qps20"]

@@ -6,8 +6,9 @@ delete) are retried with exponential backoff, then reported clearly.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -92,3 +93,13 @@ def delete_tables_by_prefix(ddb: Any, prefix: str, timeout_s: float = 300) -> li
     for t in tables:
         ddb.get_waiter("table_not_exists").wait(TableName=t, WaiterConfig={"Delay": 1, "MaxAttempts": int(timeout_s)})
     return tables
+
+
+@contextlib.contextmanager
+def point_tables(ddb: Any, prefix: str, names: list[str], tags: dict[str, str]) -> Iterator[list[str]]:
+    """The point's tables exist (ACTIVE) inside the block and are gone (waited for) after it, whatever happens."""
+    try:
+        yield create_tables(ddb, prefix, names, tags) if names else []
+    finally:
+        if names:
+            delete_tables_by_prefix(ddb, prefix)

@@ -67,6 +67,7 @@ class SwarmDeployer:
             "services": list(services),
             "port": int(self.s.get("gateway_port", 8080)),
             "ready_path": self.s.get("ready_path", "/healthz"),
+            "tables": list(deployment.get("tables", [])),
         }
 
     # --- helpers --------------------------------------------------------------------------
@@ -106,7 +107,8 @@ class SwarmDeployer:
         self._wait_removed(manager, stack, float(self.s.get("stop_timeout_s", 120)))
         for h in {h.address: h for h in cluster.hosts if h.role != "client"}.values():
             remote.run(h, f"rm -rf {shlex.quote(remote_dir)} && mkdir -p {shlex.quote(remote_dir)}")
-        compose = rendered["compose"].replace("{point_dir}", remote_dir)
+        prefix = self._open_tables(cluster, rendered, remote_dir)
+        compose = rendered["compose"].replace("{point_dir}", remote_dir).replace("{table_prefix}", prefix)
         remote_file = f"{remote_dir}/docker-compose.yml"
         with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
             f.write(compose)
@@ -123,6 +125,25 @@ class SwarmDeployer:
             ready_path=rendered["ready_path"],
             internal_endpoint=f"http://{gateway_host.private_address or gateway_host.address}:{rendered['port']}",
         )
+
+    def _open_tables(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> str:
+        """On AWS, the point's DynamoDB tables under a prefix naming the run and the point."""
+        names = rendered.get("tables") or []
+        if not names or cluster.provider != "aws":
+            return ""
+        import hashlib
+
+        from benchpipe.cloud import dynamo
+        from benchpipe.cloud.session import client
+
+        prefix = f"{cluster.extra['table_prefix']}{hashlib.sha1(remote_dir.encode()).hexdigest()[:8]}-"
+        settings = {"region": cluster.extra.get("region"), "endpoint_url": cluster.extra.get("endpoint_url")}
+        tables = dynamo.point_tables(
+            client(settings, "dynamodb"), prefix, names, {"project": "benchpipe", "run-id": cluster.run_id}
+        )
+        tables.__enter__()
+        self._tables[remote_dir] = tables
+        return prefix
 
     def client(self, stack: SwarmStack) -> Host | None:
         clients = stack.cluster.by_role("client")
@@ -189,4 +210,9 @@ class SwarmDeployer:
             (dest / f"{svc}.log").write_text(text)
 
     def stop(self, stack: SwarmStack) -> None:
-        self._wait_removed(self._manager(stack), stack.stack, float(self.s.get("stop_timeout_s", 120)))
+        try:
+            self._wait_removed(self._manager(stack), stack.stack, float(self.s.get("stop_timeout_s", 120)))
+        finally:
+            tables = self._tables.pop(stack.point_dir, None)
+            if tables is not None:
+                tables.__exit__(None, None, None)

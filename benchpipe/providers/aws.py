@@ -119,6 +119,7 @@ class AwsProvider:
                     "market": attempt.market,
                     "spot_requests": launched.requests,
                     "table_prefix": self.table_prefix(run_id),
+                    "endpoint_url": self.s.get("endpoint_url"),
                 },
             )
         except BaseException:
