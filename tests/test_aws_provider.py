@@ -20,6 +20,12 @@ HOTEL = load_experiment(REPO / "config/experiments/halfmoon/hotel.yaml")
 SHARED_LOG = {"machines": HOTEL.machines("shared_log")}
 
 
+def alive_instances(settings) -> set[str]:
+    ec2 = client(settings, "ec2")
+    states = [{"Name": "instance-state-name", "Values": ["running", "pending"]}]
+    return {i["InstanceId"] for r in ec2.describe_instances(Filters=states)["Reservations"] for i in r["Instances"]}
+
+
 def provision(settings, run_id="r1", name="hotel-boki"):
     return AwsProvider(settings).provision(SHARED_LOG, name=name, run_id=run_id, experiment="hotel", baseline="boki")
 
@@ -61,14 +67,7 @@ def test_capacity_error_in_first_zone_lands_in_next(aws, inject):
     assert cluster.extra["zone"] == "ap-southeast-1b"
     assert calls["n"] == 5
     # The four instances of the refused attempt are gone; only the cluster's own run.
-    ec2 = client(aws, "ec2")
-    alive = {
-        i["InstanceId"]
-        for r in ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running", "pending"]}])[
-            "Reservations"
-        ]
-        for i in r["Instances"]
-    }
+    alive = alive_instances(aws)
     assert alive == {h.instance_id for h in cluster.hosts}
     assert count_live(aws)["spot_requests"] == 16
     AwsProvider(aws).teardown(cluster)
@@ -132,14 +131,7 @@ def test_janitor_removes_expired_spares_live(aws):
     removed = janitor(aws, live_runs={"live1", "old1"})
     assert sum(r.startswith("instance ") for r in removed) == 32
     assert any(r.startswith("table benchpipe-old1-") for r in removed)
-    ec2 = client(aws, "ec2")
-    alive = {
-        i["InstanceId"]
-        for r in ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running", "pending"]}])[
-            "Reservations"
-        ]
-        for i in r["Instances"]
-    }
+    alive = alive_instances(aws)
     assert alive == {h.instance_id for h in live.hosts}
     assert not ({h.instance_id for h in expired.hosts + orphan.hosts} & alive)
     AwsProvider(aws).teardown(live)

@@ -103,13 +103,21 @@ class Gateway:
         if self.inflight == 0:
             self.idle.set()
 
-    async def async_function(self, request: web.Request) -> web.Response:
-        recv = now_us()
+    async def _call_of(self, request: web.Request) -> tuple[str, dict[str, Any]] | web.Response:
+        """The request type and its parameters, or the 404 answer for an unknown function."""
         body = await request.json() if request.can_read_body else {}
         kind, params = self.kind_of(request.match_info["fn"], body if isinstance(body, dict) else {})
         if kind not in self.app.kinds:
             return web.json_response({"error": f"unknown function {kind}"}, status=404)
         self.seq += 1
+        return kind, params
+
+    async def async_function(self, request: web.Request) -> web.Response:
+        recv = now_us()
+        call = await self._call_of(request)
+        if isinstance(call, web.Response):
+            return call
+        kind, params = call
         call_id = f"{os.getpid():x}-{self.seq:x}"
         seed = self.seq
 
@@ -130,11 +138,10 @@ class Gateway:
 
     async def sync_function(self, request: web.Request) -> web.Response:
         recv = now_us()
-        body = await request.json() if request.can_read_body else {}
-        kind, params = self.kind_of(request.match_info["fn"], body if isinstance(body, dict) else {})
-        if kind not in self.app.kinds:
-            return web.json_response({"error": f"unknown function {kind}"}, status=404)
-        self.seq += 1
+        call = await self._call_of(request)
+        if isinstance(call, web.Response):
+            return call
+        kind, params = call
         await self._enter()
         try:
             rec = await asyncio.get_running_loop().run_in_executor(
