@@ -53,8 +53,8 @@ def inject(monkeypatch) -> Callable[[str, Callable[..., None]], None]:
     handlers: list[tuple[str, Callable[..., None]]] = []
     real = session_mod.client
 
-    def client(settings: dict[str, Any], service: str) -> Any:
-        c = real(settings, service)
+    def client(settings: dict[str, Any], service: str, **kw: Any) -> Any:
+        c = real(settings, service, **kw)
         for event, fn in handlers:
             c.meta.events.register(f"before-parameter-build.{event}", lambda params, fn=fn, **kw: fn(params))
         return c

@@ -145,3 +145,31 @@ def test_point_tables_are_gone_after_the_point_even_when_it_fails(aws):
         assert ddb.describe_table(TableName="benchpipe-r1-abc-geo")["Table"]["TableStatus"] == "ACTIVE"
         raise RuntimeError("the point failed")
     assert ddb.list_tables()["TableNames"] == []
+
+
+@pytest.mark.aws
+def test_preflight_names_what_is_wrong_before_anything_launches(aws, tmp_path):
+    from benchpipe.cloud.setup import preflight, setup
+
+    ec2 = session.client(aws, "ec2")
+    good_ami = ec2.describe_images()["Images"][0]["ImageId"]
+    settings = {**aws, "ami": good_ami, "key_path": str(tmp_path / "k.pem")}
+    problems = preflight(settings)
+    assert any("key pair benchpipe missing" in p for p in problems)
+    assert any("security group missing" in p for p in problems)
+    setup(settings)
+    assert preflight(settings) == []
+    # A wrong AMI, a key file others can read, a group opened to the world: each named.
+    (tmp_path / "k.pem").chmod(0o644)
+    gid = ec2.describe_security_groups(GroupNames=["benchpipe"])["SecurityGroups"][0]["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=gid,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+    )
+    problems = preflight({**settings, "ami": "ami-00000000000000000"})
+    assert any("provider.settings.ami" in p for p in problems)
+    assert any("readable by others" in p for p in problems)
+    assert any("0.0.0.0/0" in p for p in problems)
+    # Credentials that do not work stop everything with one clear sentence.
+    bad = preflight({**settings, "endpoint_url": "http://127.0.0.1:9"})
+    assert len(bad) == 1 and "credentials" in bad[0]

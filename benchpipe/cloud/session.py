@@ -7,7 +7,7 @@ from typing import Any
 DEFAULT_REGION = "ap-southeast-1"
 
 
-def client(settings: dict[str, Any], service: str) -> Any:
+def client(settings: dict[str, Any], service: str, attempts: int = 8) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -15,5 +15,5 @@ def client(settings: dict[str, Any], service: str) -> Any:
         service,
         region_name=settings.get("region", DEFAULT_REGION),
         endpoint_url=settings.get("endpoint_url") or None,
-        config=Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=10, read_timeout=60),
+        config=Config(retries={"mode": "adaptive", "max_attempts": attempts}, connect_timeout=10, read_timeout=60),
     )

@@ -171,7 +171,8 @@ def preflight(settings: dict[str, Any]) -> list[str]:
     """What is missing before anything may be launched, each with what to do."""
     problems: list[str] = []
     try:
-        client(settings, "sts").get_caller_identity()
+        # One quick try: a wrong endpoint or missing credentials should not take minutes to say so.
+        client(settings, "sts", attempts=1).get_caller_identity()
     except Exception as e:  # no credentials, wrong endpoint, expired token...
         return [f"AWS credentials do not work ({e.__class__.__name__}); configure them (aws configure, AWS_PROFILE)"]
     ec2 = client(settings, "ec2")
