@@ -43,6 +43,7 @@ class SwarmDeployer:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
         self.stack_name = self.s.get("stack", "benchpipe")
+        self._tables: dict[str, Any] = {}  # point dir -> its open DynamoDB tables (AWS)
         # Per point, on the hosts: where the gateway writes async_results (kept after the stack goes).
         self.remote_dir_template = self.s.get(
             "remote_dir_template", "/tmp/benchpipe/{run_id}/{experiment}/{baseline}/{point}"
