@@ -173,3 +173,50 @@ def test_preflight_names_what_is_wrong_before_anything_launches(aws, tmp_path):
     # Credentials that do not work stop everything with one clear sentence.
     bad = preflight({**settings, "endpoint_url": "http://127.0.0.1:9"})
     assert len(bad) == 1 and "credentials" in bad[0]
+
+
+@pytest.mark.aws
+def test_ctrl_c_twice_during_teardown_does_not_cut_it_short(aws, inject):
+    from benchpipe.clusters import cluster_file, teardown_all
+    from benchpipe.experiment import load_experiment
+    from benchpipe.providers.aws import AwsProvider
+    from tests.aws_fixtures import count_live
+
+    exp = load_experiment(REPO / "config/experiments/halfmoon/hotel.yaml")
+    cluster = AwsProvider(aws).provision(
+        {"machines": exp.machines("baseline")}, name="hotel-unsafe", run_id="r9", experiment="hotel", baseline="unsafe"
+    )
+    path = cluster_file(Path(aws["results_dir"]), "hotel", "unsafe")
+    cluster.save(path)
+    assert count_live(aws)["instances"] == 10
+
+    pressed = []
+
+    def two_ctrl_c(params):  # the user presses Ctrl-C twice while instances are being terminated
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        pressed.append(2)
+
+    inject("ec2.TerminateInstances", two_ctrl_c)
+    config = {"provider": {"name": "aws", "settings": aws}, "results_dir": aws["results_dir"]}
+    assert teardown_all(config) == [str(path)]
+    assert pressed, "the Ctrl-C presses never happened"
+    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+    assert not path.exists()
+
+
+@pytest.mark.aws
+def test_instance_role_reaches_only_the_project_tables(aws, tmp_path):
+    import json
+
+    from benchpipe.cloud.setup import setup
+
+    setup({**aws, "key_path": str(tmp_path / "k.pem"), "table_prefix_root": "benchpipe"})
+    iam = session.client(aws, "iam")
+    doc = iam.get_role_policy(RoleName="benchpipe-experiments", PolicyName="benchpipe-tables")["PolicyDocument"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    resources = [r for st in doc["Statement"] for r in st["Resource"]]
+    assert resources and all(":table/benchpipe-" in r for r in resources)
+    assert all(r.startswith("arn:aws:dynamodb:ap-southeast-1:") for r in resources)
+    attached = iam.list_attached_role_policies(RoleName="benchpipe-experiments")["AttachedPolicies"]
+    assert attached == [], "no managed policy (the seed attached AmazonDynamoDBFullAccess)"
