@@ -125,6 +125,7 @@ def write_manifest(spec: dict[str, Any], cluster: Cluster | None, raw: Path, out
         "timing": timing,
         **facts,
         "fell_behind": bool(facts.get("generator", {}).get("fell_behind", False)),
+        "images": json.loads((raw / "images.json").read_text()) if (raw / "images.json").exists() else {},
         "files": sorted(p.name for p in raw.iterdir()),
     }
     write_json_atomic(out, manifest)

@@ -85,6 +85,7 @@ def test_tiny_sweep_end_to_end_and_rerun_semantics(tmp_path, no_stray_stack):
     for key in ("parameters", "config_hash", "git", "packages", "start", "end", "generator"):
         assert key in m, key
     assert m["git"]["commit"] and m["git"]["dirty"] in (True, False)
+    assert m["images"]["workloads/standin"].startswith("sha256:")
 
     # A later figure run only summarizes and plots.
     out = snakemake(wd, "figures/hotel.png")

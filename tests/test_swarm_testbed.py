@@ -127,6 +127,7 @@ def test_swarm_pipeline_end_to_end(tmp_path):
     m = json.loads(manifests[0].read_text())
     assert m["deployer"] == "swarm" and m["cluster"]["provider"] == "ssh" and m["async_results_entries"] > 0
     assert "docker-compose" not in m["files"]
+    assert m["images"]["benchpipe/standin:local"].startswith("sha256:")
     # Debian's wrk has no --rate: the built-in generator stood in for wrk2, and the manifest says so.
     assert m["timing"]["generator_host"].startswith("controller (no wrk2")
     assert m["generator"]["generator"] == "openloop"

@@ -21,7 +21,7 @@ from benchpipe import remote
 from benchpipe.deployers.base import wait_for_count
 from benchpipe.deployers.compose import render_compose
 from benchpipe.errors import StackError
-from benchpipe.model import Cluster, Host
+from benchpipe.model import Cluster, Host, write_json_atomic
 
 
 @dataclass
@@ -44,6 +44,7 @@ class SwarmDeployer:
         self.s = dict(settings)
         self.stack_name = self.s.get("stack", "benchpipe")
         self._tables: dict[str, Any] = {}  # point dir -> its open DynamoDB tables (AWS)
+        self._images: dict[str, list[str]] = {}  # point dir -> the images of its stack
         # Per point, on the hosts: where the gateway writes async_results (kept after the stack goes).
         self.remote_dir_template = self.s.get(
             "remote_dir_template", "/tmp/benchpipe/{run_id}/{experiment}/{baseline}/{point}"
@@ -69,6 +70,7 @@ class SwarmDeployer:
             "port": int(self.s.get("gateway_port", 8080)),
             "ready_path": self.s.get("ready_path", "/healthz"),
             "tables": list(deployment.get("tables", [])),
+            "images": sorted({svc["image"] for svc in services.values()}),
         }
 
     # --- helpers --------------------------------------------------------------------------
@@ -108,6 +110,7 @@ class SwarmDeployer:
         self._wait_removed(manager, stack, float(self.s.get("stop_timeout_s", 120)))
         for h in {h.address: h for h in cluster.hosts if h.role != "client"}.values():
             remote.run(h, f"rm -rf {shlex.quote(remote_dir)} && mkdir -p {shlex.quote(remote_dir)}")
+        self._images[remote_dir] = list(rendered.get("images", []))
         prefix = self._open_tables(cluster, rendered, remote_dir)
         compose = rendered["compose"].replace("{point_dir}", remote_dir).replace("{table_prefix}", prefix)
         remote_file = f"{remote_dir}/docker-compose.yml"
@@ -200,6 +203,14 @@ class SwarmDeployer:
         dest.mkdir(parents=True, exist_ok=True)
         out = dest / "async_results"
         remote.get(stack.gateway_host, f"{stack.point_dir}/async_results", str(out))
+        # Provenance: the image ids the stack ran (as the manager has them).
+        ids = {}
+        for image in self._images.get(stack.point_dir, []):
+            q = shlex.quote(image)
+            ids[image] = remote.run(
+                self._manager(stack), f"docker image inspect --format '{{{{.Id}}}}' {q} || true"
+            ).strip()
+        write_json_atomic(dest / "images.json", ids)
         return [out]
 
     def collect_logs(self, stack: SwarmStack, dest: Path) -> None:
