@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,14 +36,27 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
-    from benchpipe.clusters import ensure_cluster
+    from benchpipe.clusters import check_still_whole, ensure_cluster
     from benchpipe.collect import load_json
     from benchpipe.measure import measure_point
 
     config = _config(args)
     spec = load_json(Path(args.deploy), "the point's deployment, written by the deploy rule")
     cluster = ensure_cluster(config, spec)
-    measure_point(spec, cluster, Path(args.out), Path(args.log_dir))
+    out = Path(args.out)
+    try:
+        try:
+            measure_point(spec, cluster, out, Path(args.log_dir))
+        except Exception as e:
+            check_still_whole(config, cluster, e)  # a lost host is the better explanation
+            raise
+        check_still_whole(config, cluster)
+        # The machines that measured this point, for its manifest (the cluster may be replaced later).
+        cluster.save(out / "cluster.json")
+    except BaseException:
+        # Also on Ctrl-C: a failed point leaves no raw folder behind (its logs stay in --log-dir).
+        shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -53,7 +67,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
     config = _config(args)
     spec = load_json(Path(args.deploy), "the point's deployment")
     cpath = cluster_file(Path(config["results_dir"]), spec["experiment"], spec["baseline"])
-    cluster = Cluster.load(cpath) if cpath.exists() else None
+    measured_on = Path(args.raw) / "cluster.json"
+    cluster = Cluster.load(measured_on) if measured_on.exists() else Cluster.load(cpath) if cpath.exists() else None
     manifest = write_manifest(spec, cluster, Path(args.raw), Path(args.out), REPO)
     if manifest["fell_behind"]:
         log.warning("point %s: the load generator fell behind: %s", spec["point"], manifest["generator"])
@@ -174,5 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RawDataError, StackError) as e:
         # The message says what is wrong and where; a traceback would only hide it.
         log.error("%s: %s", e.__class__.__name__, e)
+        return 2
+    except OSError as e:
+        from benchpipe.diskspace import FULL
+
+        if e.errno not in FULL:
+            raise
+        # This log may be on the full disk too; the run's onerror says it again on the terminal.
+        log.error("the disk is full writing %s (%s); free space and run the same command again", e.filename, e)
         return 2
     return 0

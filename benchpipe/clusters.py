@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchpipe import registry
+from benchpipe.errors import HostLost
 from benchpipe.model import Cluster, Host
 
 log = logging.getLogger("benchpipe.clusters")
@@ -59,18 +60,37 @@ def planned_cluster(name: str, machines: list[dict[str, Any]]) -> Cluster:
     return Cluster(name=name, provider="planned", run_id="", experiment="", baseline="", hosts=hosts, lock_key=name)
 
 
+def lost_hosts(provider: Any, cluster: Cluster) -> list[str]:
+    """The cluster's machines that are gone or unreachable, as sentences (none where unknowable)."""
+    check = getattr(provider, "lost_hosts", None)
+    return check(cluster) if check else []
+
+
+RESUME = "the finished points are kept; run the same command again and only the missing points run"
+
+
 def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
-    """The point's cluster: the live one if its file exists, else a new one (recorded at once)."""
+    """The point's cluster: the live one if its file exists and all its machines answer, a
+    replacement if the provider can make one, else a new one (recorded at once)."""
     results = Path(config["results_dir"])
     path = cluster_file(results, spec["experiment"], spec["baseline"])
+    run_id = config.get("run_id") or secrets.token_hex(4)
     with _file_lock(path):
         if path.exists():
             cluster = Cluster.load(path)
-            keepalive = getattr(provider_for(config), "keepalive", None)
-            if keepalive:
-                keepalive(cluster)
-            return cluster
-        run_id = config.get("run_id") or secrets.token_hex(4)
+            provider = provider_for(config)
+            lost = lost_hosts(provider, cluster)
+            if not lost:
+                keepalive = getattr(provider, "keepalive", None)
+                if keepalive:
+                    keepalive(cluster)
+                return cluster
+            if not getattr(provider, "replaceable", False):
+                raise HostLost(f"cluster {cluster.name} lost {'; '.join(lost)}. When it answers again, {RESUME}")
+            log.warning("cluster %s lost %s; replacing the cluster", cluster.name, "; ".join(lost))
+            provider.teardown(cluster)
+            path.unlink()
+            run_id = cluster.run_id  # same run: same tags, same table prefix
         name = f"{spec['experiment']}-{spec['baseline']}"
         log.info(
             "provisioning cluster %s (%d machines) with %s", name, len(spec["machines"]), config["provider"]["name"]
@@ -84,6 +104,16 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
         )
         cluster.save(path)
         return cluster
+
+
+def check_still_whole(config: dict[str, Any], cluster: Cluster, failure: BaseException | None = None) -> None:
+    """After a point: a machine lost during it makes the point fail (its numbers are not trusted)."""
+    lost = lost_hosts(provider_for(config), cluster)
+    if lost:
+        then = "it is retried on a replacement cluster" if config["provider"]["name"] == "aws" else RESUME
+        raise HostLost(
+            f"cluster {cluster.name} lost {'; '.join(lost)} during the point, which is not recorded; {then}"
+        ) from failure
 
 
 def teardown_cluster(config: dict[str, Any], path: Path) -> bool:

@@ -117,7 +117,10 @@ def write_manifest(spec: dict[str, Any], cluster: Cluster | None, raw: Path, out
             "name": cluster.name,
             "provider": cluster.provider,
             "run_id": cluster.run_id,
-            "machines": [{"name": h.name, "role": h.role, "instance_type": h.instance_type} for h in cluster.hosts],
+            "machines": [
+                {"name": h.name, "role": h.role, "instance_type": h.instance_type, "instance_id": h.instance_id}
+                for h in cluster.hosts
+            ],
         },
         "deployer": spec["deployer"]["name"],
         "start": iso(timing.get("deploy_start")),

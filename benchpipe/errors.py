@@ -11,3 +11,7 @@ class RawDataError(ValueError):
 
 class StackError(RuntimeError):
     """The system under test did not start, answer or stop as expected; the message says which part."""
+
+
+class HostLost(StackError):
+    """A machine of the cluster stopped answering or was reclaimed; the message names it."""

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from benchpipe.clusters import teardown_all
 from benchpipe.cost import machines_vcpus
+from benchpipe.diskspace import shortage
 from benchpipe.experiment import load_experiment
 from benchpipe.plan import (
     experiments_for_targets,
@@ -166,7 +167,12 @@ def get_measure_threads():
 
 def preflight_or_stop():
     maintenance = {"setup", "preflight", "teardown", "janitor"}
-    if config["target"] == "local" or (TARGETS and set(TARGETS) <= maintenance):
+    if TARGETS and set(TARGETS) <= maintenance:
+        return
+    short = shortage(R, config["results_min_free_mb"])
+    if short:
+        raise WorkflowError(f"preflight: nothing was started: {short}")
+    if config["target"] == "local":
         return
     from benchpipe.clusters import provider_for
 
@@ -188,6 +194,10 @@ def report_unfinished():
         if key[0] in config["experiments"]
         and not Path(point_dir(*key), "manifest.json").exists()
     ]
+    # A full results disk also silences the jobs' logs: say it here, where it reaches the user.
+    short = shortage(R, config["results_min_free_mb"])
+    if short:
+        print(f"benchpipe: {short}")
     if missing:
         print(
             f"benchpipe: {len(missing)} point(s) have no result (their logs are under {R}/logs/):",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,22 @@ def _parents() -> dict[int, int]:
     return {int(a): int(b) for a, b in (line.split() for line in out.splitlines()[1:])}
 
 
-def stack_processes(mine_only: bool = False) -> list[str]:
-    """Command lines of running stand-in stack processes (python -m standin ...).
+# What the harness starts: Snakemake and its jobs, the stand-in stack, load generators.
+HARNESS = ("-m standin", "-m benchpipe", "-m snakemake", "/snakemake ", "wrk ", "wrk2 ")
+
+
+def harness_processes(mine_only: bool = False, patterns: tuple[str, ...] = HARNESS) -> list[str]:
+    """Command lines of running harness processes, from the process table.
 
     mine_only: only those this test session started (descendants of pytest) or orphaned ones, so
     that a benchmark running beside the tests is not mistaken for a leak.
     """
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    found = [line.strip() for line in out.splitlines()[1:] if "-m standin" in line and "ps -eo" not in line]
+    found = [
+        line.strip()
+        for line in out.splitlines()[1:]
+        if any(p in line for p in patterns) and "ps -eo" not in line and int(line.split()[0]) != os.getpid()
+    ]
     if not mine_only:
         return found
     parents, me = _parents(), os.getpid()
@@ -42,13 +51,24 @@ def stack_processes(mine_only: bool = False) -> list[str]:
     return [line for line in found if ours(int(line.split()[0]))]
 
 
+def stack_processes(mine_only: bool = False) -> list[str]:
+    """The stand-in stack's processes (python -m standin ...)."""
+    return harness_processes(mine_only, ("-m standin",))
+
+
 @pytest.fixture(autouse=True)
 def no_stray_stack():
-    """Fails the test if it leaves a stand-in process running."""
-    before = set(stack_processes(mine_only=True))
+    """Every test is a row of the fault matrix too: it fails if it leaves a harness process running
+    (counted in the process table: stack, Snakemake, its jobs, load generators)."""
+    before = set(harness_processes(mine_only=True))
     yield
-    left = [p for p in stack_processes(mine_only=True) if p not in before]
-    assert not left, f"stand-in processes left running: {left}"
+    deadline = time.monotonic() + 5  # a job's exit is reaped a moment after its parent returns
+    while True:
+        left = [p for p in harness_processes(mine_only=True) if p not in before]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not left, f"harness processes left running: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -11,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 
 from benchpipe.cloud import dynamo, session
-from tests.conftest import stack_processes
+from tests.conftest import harness_processes, stack_processes
 from tests.test_pipeline_e2e import job_counts, make_workdir, snakemake
 
 REPO = Path(__file__).resolve().parent.parent
@@ -170,6 +173,9 @@ def test_preflight_names_what_is_wrong_before_anything_launches(aws, tmp_path):
     assert any("provider.settings.ami" in p for p in problems)
     assert any("readable by others" in p for p in problems)
     assert any("0.0.0.0/0" in p for p in problems)
+    # A region that does not exist is named as such (not as "credentials do not work").
+    wrong = preflight({**settings, "region": "ap-southeast-9"})
+    assert len(wrong) == 1 and "provider.settings.region: 'ap-southeast-9' is not an EC2 region" in wrong[0]
     # Credentials that do not work stop everything with one clear sentence.
     bad = preflight({**settings, "endpoint_url": "http://127.0.0.1:9"})
     assert len(bad) == 1 and "credentials" in bad[0]
@@ -220,3 +226,166 @@ def test_instance_role_reaches_only_the_project_tables(aws, tmp_path):
     assert all(r.startswith("arn:aws:dynamodb:ap-southeast-1:") for r in resources)
     attached = iam.list_attached_role_policies(RoleName="benchpipe-experiments")["AttachedPolicies"]
     assert attached == [], "no managed policy (the seed attached AmazonDynamoDBFullAccess)"
+
+
+def slow_start(wd: Path, seconds: float) -> None:
+    """The stand-in starts `seconds` late: the point stays in its deployment that long."""
+    common_path = wd / "config/experiments/halfmoon/_halfmoon.yaml"
+    common = yaml.safe_load(common_path.read_text())
+    svc = common["stack"]["process"][0]
+    svc["argv"] = ["sh", "-c", f'sleep {seconds}; exec "$0" "$@"', *svc["argv"]]
+    common_path.write_text(yaml.safe_dump(common))
+
+
+def manifests(wd: Path) -> list[str]:
+    return sorted(str(p.relative_to(wd)) for p in (wd / "results" / "hotel").glob("*/*/manifest.json"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_deployment_stops_the_stack_and_resumes(tmp_path):
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
+    slow_start(wd, 5)  # before the first run: a changed stack would rightly re-measure qps20
+    snakemake(wd, "results/hotel/unsafe/qps20/manifest.json")
+    before = checksums(wd / "results")
+    proc = start(wd)
+    wait_for_stack()
+    log = wd / "results/logs/hotel/unsafe/qps40/run.log"
+    assert "stack ready" not in log.read_text(), "the point got past its deployment too soon"
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    assert not harness_processes(mine_only=True)
+    assert not list((wd / "results" / ".clusters").glob("*/*.json"))
+    assert not (wd / "results/hotel/unsafe/qps40/raw").exists()
+    assert manifests(wd) == ["results/hotel/unsafe/qps20/manifest.json"]
+    assert {k: v for k, v in checksums(wd / "results").items() if k in before} == before
+    out = snakemake(wd, "figures/hotel.png")
+    assert job_counts(out.stdout + out.stderr).get("run") == 1
+    after = checksums(wd / "results")
+    assert {k: after[k] for k in before} == before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as the results disk needs root (CI has it)")
+def test_results_disk_full_mid_point_keeps_what_was_measured(tmp_path):
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40), extra={"results_min_free_mb": 1})
+    results = wd / "results"
+    results.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(results)], check=True)
+    try:
+        slow_start(wd, 1)
+        snakemake(wd, "results/hotel/unsafe/qps20/manifest.json")
+        before = checksums(results)
+        proc = start(wd)
+        wait_for_stack()
+        ballast = fill(results / "ballast")  # the disk fills up while the point runs
+        out, _ = proc.communicate(timeout=120)
+        text = out.decode()
+        assert proc.returncode != 0
+        assert "has 0.0 MB free" in text and "results_min_free_mb" in text, text[-3000:]
+        assert not harness_processes(mine_only=True)
+        assert manifests(wd) == ["results/hotel/unsafe/qps20/manifest.json"]
+        assert not (results / "hotel/unsafe/qps40/raw").exists()
+        assert {k: v for k, v in checksums(results).items() if k in before} == before
+        # Still full: the preflight refuses before anything starts.
+        again = snakemake(wd, "figures/hotel.png", check=False)
+        assert again.returncode != 0 and "nothing was started" in again.stdout + again.stderr
+        assert {k: v for k, v in checksums(results).items() if k in before} == before
+        ballast.unlink()
+        resumed = snakemake(wd, "figures/hotel.png")
+        assert job_counts(resumed.stdout + resumed.stderr).get("run") == 1
+        after = checksums(results)
+        assert {k: after[k] for k in before} == before
+    finally:
+        subprocess.run(["umount", "-l", str(results)], check=False)
+
+
+def fill(path: Path) -> Path:
+    """Write until the disk says it is full."""
+    with open(path, "wb", buffering=0) as f:  # unbuffered: close() has nothing left to fail on
+        for chunk in (1 << 20, 1 << 12):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+    return path
+
+
+@pytest.mark.aws
+@pytest.mark.slow
+def test_sigkill_on_aws_leaves_the_cluster_to_its_timer_and_the_resume_reuses_it(tmp_path, aws):
+    from tests.aws_fixtures import count_live
+    from tests.test_aws_workflow import aws_config
+
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg.update(aws_config(aws, wd))
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(wd, "setup")
+    proc = start(wd)
+    wait_for_stack()
+    os.kill(proc.pid, signal.SIGKILL)  # the controller only; its running job is orphaned
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and harness_processes(mine_only=True):
+        time.sleep(0.2)
+    assert not harness_processes(mine_only=True)
+    # Nobody is left to tear the cluster down: its machines power off at `expires` by themselves.
+    ec2 = session.client(aws, "ec2")
+    instances = [
+        i
+        for r in ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])[
+            "Reservations"
+        ]
+        for i in r["Instances"]
+    ]
+    assert len(instances) == 10
+    ud = ec2.describe_instance_attribute(InstanceId=instances[0]["InstanceId"], Attribute="userData")
+    assert "shutdown -P" in base64.b64decode(ud["UserData"]["Value"]).decode()
+    expires = {t["Value"] for i in instances for t in i["Tags"] if t["Key"] == "expires"}
+    assert len(expires) == 1
+    launched = {i["InstanceId"] for i in instances}
+    # Resume: unlock, then the same command reuses the live cluster and takes it down at the end.
+    snakemake(wd, "--unlock")
+    out = snakemake(wd, "figures/hotel.png")
+    assert job_counts(out.stdout + out.stderr).get("run", 0) <= 2
+    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+    used = {
+        m["instance_id"]
+        for p in (wd / "results/hotel/unsafe").glob("*/manifest.json")
+        for m in json.loads(p.read_text())["cluster"]["machines"]
+    }
+    assert used == launched, "the resumed run provisioned a second cluster instead of reusing the live one"
+
+
+@pytest.mark.aws
+@pytest.mark.slow
+def test_host_lost_during_a_point_fails_it_and_the_retry_gets_a_new_cluster(tmp_path, aws):
+    from tests.aws_fixtures import count_live
+    from tests.test_aws_workflow import aws_config
+
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg.update(aws_config(aws, wd))
+    cfg["measure"]["retries"] = 1
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(wd, "setup")
+    snakemake(wd, "results/hotel/unsafe/qps20/manifest.json")
+    before = checksums(wd / "results")
+    first = json.loads((wd / "results/hotel/unsafe/qps20/manifest.json").read_text())["cluster"]["machines"]
+    proc = start(wd)
+    wait_for_stack()
+    live = json.loads((wd / "results/.clusters/hotel/unsafe.json").read_text())["hosts"]
+    victim = live[3]["instance_id"]
+    session.client(aws, "ec2").terminate_instances(InstanceIds=[victim])  # a spot interruption
+    out, _ = proc.communicate(timeout=300)
+    text = out.decode()
+    assert proc.returncode == 0, text[-4000:]
+    assert f"({victim}) is" in text and "during the point" in text, text[-4000:]
+    second = json.loads((wd / "results/hotel/unsafe/qps40/manifest.json").read_text())["cluster"]["machines"]
+    assert victim not in {m["instance_id"] for m in second}
+    assert len(second) == len(first) == 10
+    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+    after = checksums(wd / "results")
+    assert {k: after[k] for k in before} == before

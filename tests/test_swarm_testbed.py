@@ -3,15 +3,23 @@ swarm, the stand-in image. `snakemake figures/hotel.png` with the ssh provider a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.test_pipeline_e2e import make_workdir, snakemake
+from tests.conftest import harness_processes
+from tests.test_faults import checksums
+from tests.test_pipeline_e2e import job_counts, make_workdir, snakemake
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = Path(os.environ.get("BENCHPIPE_TESTBED", "/tmp/benchpipe-testbed")) / "env"
@@ -30,10 +38,16 @@ def node_name() -> str:
     ).stdout.strip()
 
 
-def swarm_workdir(tmp_path: Path, hosts_extra: list[dict] | None = None, crash_at: int | None = None) -> Path:
+def swarm_workdir(
+    tmp_path: Path,
+    hosts_extra: list[dict] | None = None,
+    crash_at: int | None = None,
+    baselines: tuple[str, ...] = ("unsafe", "boki"),
+    start_delay_s: float = 0,
+) -> Path:
     tb = load_testbed()
     node = node_name()
-    wd = make_workdir(tmp_path, baselines=("unsafe", "boki"), rates=(20, 40))
+    wd = make_workdir(tmp_path, baselines=baselines, rates=(20, 40))
     suite = wd / "config" / "experiments" / "halfmoon"
     common = yaml.safe_load((suite / "_halfmoon.yaml").read_text())
     common["clusters"] = {
@@ -53,6 +67,8 @@ def swarm_workdir(tmp_path: Path, hosts_extra: list[dict] | None = None, crash_a
             f"python3 -m standin --app hotel --system {b['system']} --host 127.0.0.1 --port 18080 "
             "--state-dir /tmp/state --results-path /tmp/store/async_results"
         )
+        if start_delay_s:
+            cmd = f"sleep {start_delay_s:g}; exec {cmd}"
         if crash_at is not None:
             # A service that crashes mid-point (at one rate): killed 1 s into the measurement.
             # ($$ is compose's escape for a literal $.)
@@ -158,3 +174,118 @@ def test_service_crash_fails_that_point_with_logs(tmp_path):
     logs = list((wd / "results" / "logs" / "hotel").glob("*/qps40/stack/*"))
     assert any(p.name == "tasks.txt" for p in logs) and any(p.name == "standin.log" for p in logs)
     assert not stacks()
+
+
+class Relay:
+    """A TCP relay in front of the test bed's sshd: the host it stands for vanishes when it stops."""
+
+    def __init__(self, target: tuple[str, int], address: str = "127.0.0.3", port: int = 0) -> None:
+        self.target = target
+        self.server = socket.create_server((address, port), reuse_port=False)
+        self.address, self.port = self.server.getsockname()[:2]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                a, _ = self.server.accept()
+            except OSError:
+                return
+            b = socket.create_connection(self.target)
+            self.conns += [a, b]
+            for src, dst in ((a, b), (b, a)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
+        self.server.close()
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+
+
+def start(wd: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2"]
+    cmd += ["figures/hotel.png", "--profile", str(wd / "testbed-profile")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_for(cond, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not cond():
+        time.sleep(0.2)
+    assert cond(), "timed out"
+
+
+def stack_containers() -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=com.docker.stack.namespace=benchpipe-test"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return out.split()
+
+
+def test_host_lost_mid_sweep_is_named_and_the_resume_runs_only_the_rest(tmp_path):
+    wd = swarm_workdir(tmp_path, baselines=("unsafe",), start_delay_s=3)
+    ssh_yaml = wd / "testbed-profile" / "ssh.yaml"
+    cfg = yaml.safe_load(ssh_yaml.read_text())
+    client = cfg["provider"]["settings"]["hosts"][1]
+    relay = Relay((client["address"], client["port"]))
+    client.update(address=relay.address, port=relay.port)
+    ssh_yaml.write_text(yaml.safe_dump(cfg))
+    run(wd, "results/hotel/unsafe/qps20/manifest.json")
+    before = checksums(wd / "results")
+    proc = start(wd)
+    wait_for(lambda: bool(stacks()))  # the qps40 point is being deployed
+    relay.stop()  # the client host is gone
+    out, _ = proc.communicate(timeout=300)
+    text = out.decode()
+    assert proc.returncode != 0
+    assert f"cluster hotel-unsafe lost host client ({relay.address})" in text, text[-4000:]
+    assert "run the same command again" in text
+    assert not stacks() and not stack_containers()
+    assert not harness_processes(mine_only=True)
+    assert sorted(p.parent.name for p in (wd / "results/hotel").glob("*/*/manifest.json")) == ["qps20"]
+    assert not (wd / "results/hotel/unsafe/qps40/raw").exists()
+    assert {k: v for k, v in checksums(wd / "results").items() if k in before} == before
+    # The host is back: the same command runs only the missing point.
+    relay = Relay((client_target := ("127.0.0.2", int(load_testbed()["BENCHPIPE_TESTBED_SSH_PORT"]))), port=relay.port)
+    try:
+        again = run(wd, "figures/hotel.png")
+    finally:
+        relay.stop()
+    assert client_target and job_counts(again.stdout + again.stderr).get("run") == 1
+    after = checksums(wd / "results")
+    assert {k: after[k] for k in before} == before
+
+
+def test_ctrl_c_during_swarm_deployment_leaves_no_stack(tmp_path):
+    wd = swarm_workdir(tmp_path, baselines=("unsafe",), start_delay_s=20)
+    proc = start(wd)
+    wait_for(lambda: bool(stack_containers()))  # deployed, not ready: the stand-in sleeps first
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=180)
+    assert proc.returncode != 0
+    assert not stacks() and not stack_containers()
+    assert not harness_processes(mine_only=True)
+    assert not list((wd / "results" / ".clusters").glob("*/*.json"))
+    assert not list((wd / "results/hotel").glob("*/*/raw")) and not list(
+        (wd / "results/hotel").glob("*/*/manifest.json")
+    )

@@ -18,11 +18,19 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from benchpipe.cloud.session import client
+from benchpipe.cloud.session import DEFAULT_REGION, client
 from benchpipe.cloud.tags import resource_tags, tag_list
 
 log = logging.getLogger("benchpipe.aws")
 OPEN_WORLD = {"0.0.0.0/0", "::/0"}
+
+
+def known_regions() -> set[str]:
+    """EC2's regions in every partition, from botocore's own endpoint data (no network)."""
+    import boto3
+
+    sess = boto3.session.Session()
+    return {r for p in sess.get_available_partitions() for r in sess.get_available_regions("ec2", partition_name=p)}
 
 
 def key_path(settings: dict[str, Any]) -> Path:
@@ -170,12 +178,29 @@ def setup(settings: dict[str, Any]) -> dict[str, Any]:
 def preflight(settings: dict[str, Any]) -> list[str]:
     """What is missing before anything may be launched, each with what to do."""
     problems: list[str] = []
+    region = settings.get("region", DEFAULT_REGION)
+    known = known_regions()
+    if region not in known:
+        # Checked first: a wrong region otherwise shows up as "credentials do not work".
+        near = sorted(r for r in known if r.split("-")[0] == str(region).split("-")[0]) or sorted(known)
+        return [f"provider.settings.region: {region!r} is not an EC2 region; expected one of {', '.join(near[:12])}"]
     try:
         # One quick try: a wrong endpoint or missing credentials should not take minutes to say so.
         client(settings, "sts", attempts=1).get_caller_identity()
     except Exception as e:  # no credentials, wrong endpoint, expired token...
         return [f"AWS credentials do not work ({e.__class__.__name__}); configure them (aws configure, AWS_PROFILE)"]
     ec2 = client(settings, "ec2")
+    try:
+        status = {
+            r["RegionName"]: r.get("OptInStatus", "opt-in-not-required")
+            for r in ec2.describe_regions(AllRegions=True)["Regions"]
+        }
+        if status.get(region) == "not-opted-in":
+            problems.append(
+                f"provider.settings.region: {region} is not enabled for this account (opt in, or pick another)"
+            )
+    except ClientError as e:
+        problems.append(f"provider.settings.region: {e.response['Error']['Message']}")
     try:
         ec2.describe_availability_zones(ZoneNames=settings.get("zones") or [])
     except ClientError as e:

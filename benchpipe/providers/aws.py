@@ -142,6 +142,28 @@ class AwsProvider:
 
             run_on_hosts(cluster.hosts, f"echo {int(expires.timestamp())} | sudo tee /etc/benchpipe-expires")
 
+    # --- health -----------------------------------------------------------------------------
+    # A lost machine is replaced: the cluster is torn down and provisioned anew for the next point.
+    replaceable = True
+
+    def lost_hosts(self, cluster: Cluster) -> list[str]:
+        """The cluster's machines that are no longer running (a spot interruption, a manual stop)."""
+        ids = {h.instance_id: h for h in cluster.hosts if h.instance_id}
+        if not ids:
+            return []
+        state = {}
+        for page in self.ec2().get_paginator("describe_instances").paginate(InstanceIds=sorted(ids)):
+            for res in page["Reservations"]:
+                for inst in res["Instances"]:
+                    reason = inst.get("StateReason", {}).get("Message") or inst.get("StateTransitionReason") or ""
+                    state[inst["InstanceId"]] = (inst["State"]["Name"], reason)
+        lost = []
+        for iid, h in ids.items():
+            name, reason = state.get(iid, ("gone", ""))
+            if name != "running":
+                lost.append(f"{h.name} ({iid}) is {name}" + (f": {reason}" if reason else ""))
+        return lost
+
     # --- teardown -------------------------------------------------------------------------
     def teardown(self, cluster: Cluster) -> None:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut it short

@@ -87,6 +87,19 @@ class SshProvider:
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
 
+    # Listed hosts are not ours to replace: a lost one stops the sweep with its name.
+    replaceable = False
+
+    def lost_hosts(self, cluster: Cluster) -> list[str]:
+        """The cluster's hosts that do not answer over SSH within a short timeout."""
+        lost = []
+        for h in cluster.hosts:
+            try:
+                remote.run(h, "true", timeout_s=20)
+            except StackError as e:
+                lost.append(str(e))
+        return lost
+
     def teardown(self, cluster: Cluster) -> None:
         # Stacks are removed point by point; a stack left by a killed job goes here. Hosts stay.
         stack = self.s.get("stack", "benchpipe")
