@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,16 @@ def cmd_collect(args: argparse.Namespace) -> None:
     cpath = cluster_file(Path(config["results_dir"]), spec["experiment"], spec["baseline"])
     measured_on = Path(args.raw) / "cluster.json"
     cluster = Cluster.load(measured_on) if measured_on.exists() else Cluster.load(cpath) if cpath.exists() else None
-    manifest = write_manifest(spec, cluster, Path(args.raw), Path(args.out), REPO)
+    try:
+        manifest = write_manifest(spec, cluster, Path(args.raw), Path(args.out), REPO)
+    except RawDataError as e:
+        # Unusable raw data: kept beside the point's logs, and the point counts as not measured.
+        kept = Path(args.log_dir) / f"rejected-raw-{time.strftime('%Y%m%dT%H%M%S')}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(args.raw, kept)
+        raise RawDataError(
+            f"{e}; the raw files were moved to {kept}; run the same command again to re-measure"
+        ) from None
     if manifest["fell_behind"]:
         log.warning("point %s: the load generator fell behind: %s", spec["point"], manifest["generator"])
     # After the last point of its cluster (all siblings complete), the cluster goes.
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     add("render", cmd_render, "spec-json", "out", config=False)
     add("measure", cmd_measure, "deploy", "out", "log-dir")
-    add("collect", cmd_collect, "deploy", "raw", "out").add_argument("--siblings", nargs="*", default=[])
+    add("collect", cmd_collect, "deploy", "raw", "out", "log-dir").add_argument("--siblings", nargs="*", default=[])
     add("summarize", cmd_summarize, "experiment", "parquet", "csv")
     add("plot", cmd_plot, "experiment", "summary", "figure", "png", "html")
     add("teardown", cmd_teardown)

@@ -49,6 +49,8 @@ rule collect:
     params:
         config=get_cluster_config_json,
         siblings=get_sibling_manifests,
+        logdir=f"{R}/logs/{{exp}}/{{baseline}}/{{point}}",
     shell:
         "python -m benchpipe collect --config-json {params.config:q} --deploy {input.deploy}"
-        " --raw {input.raw} --out {output} --siblings {params.siblings} > {log} 2>&1"
+        " --raw {input.raw} --out {output} --log-dir {params.logdir} --siblings {params.siblings}"
+        " > {log} 2>&1"

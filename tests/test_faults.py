@@ -92,13 +92,24 @@ def test_corrupt_raw_file_fails_that_point_naming_the_file(tmp_path):
     wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
     snakemake(wd, "--until", "run")
     raw = wd / "results/hotel/unsafe/qps40/raw/async_results"
-    raw.write_bytes(raw.read_bytes()[:-40])  # truncated mid-line
+    truncated = raw.read_bytes()[:-40]  # cut mid-line
+    raw.write_bytes(truncated)
     proc = snakemake(wd, "--until", "collect", check=False)
     assert proc.returncode != 0
     log = (wd / "results/logs/hotel/unsafe/qps40/collect.log").read_text()
     assert str(Path("results/hotel/unsafe/qps40/raw/async_results")) in log and "not JSON" in log
+    assert "run the same command again" in log
     assert (wd / "results/hotel/unsafe/qps20/manifest.json").exists()
     assert not (wd / "results/hotel/unsafe/qps40/manifest.json").exists()
+    # The unusable files are kept beside the point's logs, not in a folder that looks measured.
+    kept = list((wd / "results/logs/hotel/unsafe/qps40").glob("rejected-raw-*/async_results"))
+    assert len(kept) == 1 and kept[0].read_bytes() == truncated
+    assert not (wd / "results/hotel/unsafe/qps40/raw").exists()
+    before = checksums(wd / "results")
+    again = snakemake(wd, "figures/hotel.png")
+    assert job_counts(again.stdout + again.stderr).get("run") == 1
+    after = checksums(wd / "results")
+    assert {k: after[k] for k in before} == before
 
 
 @pytest.mark.aws
