@@ -32,6 +32,7 @@ def test_defaults_are_filled():
     assert cfg["provider"] == {"name": "local", "settings": {}}
     assert cfg["measure"]["retries"] == 1
     assert cfg["scale"]["duration"] == 1
+    assert cfg["results_min_free_mb"] == 200
 
 
 CONFIG_CASES = [
@@ -43,6 +44,7 @@ CONFIG_CASES = [
     ({"provider": {"name": "gcp"}}, "config.yaml: provider.name: expected one of local, ssh, aws, got 'gcp'"),
     ({"experiments": []}, "config.yaml: experiments: expected at least 1 entry, got 0"),
     ({"measure": {"min_achieved_fraction": 0}}, "config.yaml: measure.min_achieved_fraction: expected a number > 0"),
+    ({"results_min_free_mb": -5}, "config.yaml: results_min_free_mb: expected a number >= 0, got -5"),
 ]
 
 
