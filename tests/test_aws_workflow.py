@@ -95,3 +95,29 @@ def test_run_tears_down_and_ctrl_c_leaves_nothing(tmp_path, aws):
     assert not stack_processes(mine_only=True)
     findings = scan([wd / "results", wd / ".snakemake" / "log", wd / "figures"])
     assert not findings, findings
+
+
+def test_bad_profile_stops_in_preflight_before_anything_launches(tmp_path, aws):
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20,))
+    base = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    base.update(aws_config(aws, wd))
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(base))
+    run(wd, "setup")
+    cases = {
+        "region": ("eu-middle-7", "provider.settings.region: 'eu-middle-7' is not an EC2 region"),
+        "ami": ("ami-0123456789abcdef0", "provider.settings.ami"),
+        "key_path": (str(wd / "ssh" / "nowhere.pem"), "nowhere.pem missing"),
+    }
+    for key, (value, expected) in cases.items():
+        cfg = json.loads(json.dumps(base))
+        cfg["provider"]["settings"][key] = value
+        (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        proc = run(wd, "figures/hotel.png", check=False)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "preflight: nothing was launched" in text and expected in text, (
+            key,
+            text[-2000:],
+        )
+        assert "Traceback" not in text
+        assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+        assert not list((wd / "results").glob("hotel/*/*/raw"))
