@@ -35,6 +35,17 @@ def aws_config(settings: dict, wd: Path) -> dict:
     return {"target": "aws", "provider": {"name": "aws", "settings": s}}
 
 
+def aws_workdir(tmp_path: Path, aws: dict, rates=(20, 40), **measure) -> tuple[Path, dict]:
+    """A tiny hotel sweep (baseline unsafe) under the aws provider on moto, after `snakemake setup`."""
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=rates)
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg.update(aws_config(aws, wd))
+    cfg["measure"].update(measure)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run(wd, "setup")
+    return wd, cfg
+
+
 def run(wd: Path, *args: str, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2", *args]
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
@@ -98,11 +109,7 @@ def test_run_tears_down_and_ctrl_c_leaves_nothing(tmp_path, aws):
 
 
 def test_bad_profile_stops_in_preflight_before_anything_launches(tmp_path, aws):
-    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20,))
-    base = yaml.safe_load((wd / "config" / "config.yaml").read_text())
-    base.update(aws_config(aws, wd))
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(base))
-    run(wd, "setup")
+    wd, base = aws_workdir(tmp_path, aws, rates=(20,))
     cases = {
         "region": ("eu-middle-7", "provider.settings.region: 'eu-middle-7' is not an EC2 region"),
         "ami": ("ami-0123456789abcdef0", "provider.settings.ami"),

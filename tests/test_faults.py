@@ -327,13 +327,9 @@ def fill(path: Path) -> Path:
 @pytest.mark.slow
 def test_sigkill_on_aws_leaves_the_cluster_to_its_timer_and_the_resume_reuses_it(tmp_path, aws):
     from tests.aws_fixtures import count_live
-    from tests.test_aws_workflow import aws_config
+    from tests.test_aws_workflow import aws_workdir
 
-    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
-    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
-    cfg.update(aws_config(aws, wd))
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(wd, "setup")
+    wd, _ = aws_workdir(tmp_path, aws)
     proc = start(wd)
     wait_for_stack()
     os.kill(proc.pid, signal.SIGKILL)  # the controller only; its running job is orphaned
@@ -374,14 +370,9 @@ def test_sigkill_on_aws_leaves_the_cluster_to_its_timer_and_the_resume_reuses_it
 @pytest.mark.slow
 def test_host_lost_during_a_point_fails_it_and_the_retry_gets_a_new_cluster(tmp_path, aws):
     from tests.aws_fixtures import count_live
-    from tests.test_aws_workflow import aws_config
+    from tests.test_aws_workflow import aws_workdir
 
-    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
-    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
-    cfg.update(aws_config(aws, wd))
-    cfg["measure"]["retries"] = 1
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(wd, "setup")
+    wd, _ = aws_workdir(tmp_path, aws, retries=1)
     snakemake(wd, "results/hotel/unsafe/qps20/manifest.json")
     before = checksums(wd / "results")
     first = json.loads((wd / "results/hotel/unsafe/qps20/manifest.json").read_text())["cluster"]["machines"]

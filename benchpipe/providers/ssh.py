@@ -43,19 +43,24 @@ def hosts_from_settings(settings: dict[str, Any]) -> list[Host]:
     return out
 
 
+def _not_answering(hosts: list[Host], command: str, timeout_s: float) -> list[str]:
+    """One sentence per host on which `command` fails over SSH (each names the host)."""
+    failures = []
+    for h in hosts:
+        try:
+            remote.run(h, command, timeout_s=timeout_s)
+        except StackError as e:
+            failures.append(str(e))
+    return failures
+
+
 class SshProvider:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
         self.hosts = hosts_from_settings(self.s)
 
     def preflight(self) -> list[str]:
-        problems = []
-        for h in self.hosts:
-            try:
-                remote.run(h, "docker version --format '{{.Server.Version}}'", timeout_s=30)
-            except StackError as e:
-                problems.append(str(e))
-        return problems
+        return _not_answering(self.hosts, "docker version --format '{{.Server.Version}}'", 30)
 
     def _select(self, spec: dict[str, Any]) -> list[Host]:
         by_name = {h.name: h for h in self.hosts}
@@ -92,13 +97,7 @@ class SshProvider:
 
     def lost_hosts(self, cluster: Cluster) -> list[str]:
         """The cluster's hosts that do not answer over SSH within a short timeout."""
-        lost = []
-        for h in cluster.hosts:
-            try:
-                remote.run(h, "true", timeout_s=20)
-            except StackError as e:
-                lost.append(str(e))
-        return lost
+        return _not_answering(cluster.hosts, "true", 20)
 
     def teardown(self, cluster: Cluster) -> None:
         # Stacks are removed point by point; a stack left by a killed job goes here. Hosts stay.
