@@ -277,6 +277,29 @@ def test_ctrl_c_during_deployment_stops_the_stack_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_during_measurement_stops_the_stack_and_resumes(tmp_path):
+    wd = make_workdir(tmp_path, baselines=("boki",), rates=(20, 40))
+    snakemake(wd, "results/hotel/boki/qps20/manifest.json")
+    before = checksums(wd / "results")
+    proc = start(wd)
+    log = wd / "results/logs/hotel/boki/qps40/run.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.exists() and "warm-up:" in log.read_text()):
+        time.sleep(0.1)
+    assert "warm-up:" in log.read_text(), "the measurement never started"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    proc.wait(timeout=60)
+    assert not harness_processes(mine_only=True)
+    assert not (wd / "results/hotel/boki/qps40/raw").exists()
+    assert manifests(wd) == ["results/hotel/boki/qps20/manifest.json"]
+    assert {k: v for k, v in checksums(wd / "results").items() if k in before} == before
+    out = snakemake(wd, "figures/hotel.png")
+    assert job_counts(out.stdout + out.stderr).get("run") == 1
+    after = checksums(wd / "results")
+    assert {k: after[k] for k in before} == before
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as the results disk needs root (CI has it)")
 def test_results_disk_full_mid_point_keeps_what_was_measured(tmp_path):
     wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40), extra={"results_min_free_mb": 1})

@@ -6,16 +6,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.conftest import stack_processes
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow]
@@ -140,19 +136,3 @@ def test_failed_point_leaves_no_complete_folder(tmp_path, no_stray_stack):
     assert "results/hotel/unsafe/qps40" in proc.stdout + proc.stderr
     assert list((wd / "results/logs/hotel/unsafe/qps40/stack").glob("*.log")), "stack logs of the failure"
     assert not list((wd / "results" / ".clusters").glob("*/*.json"))
-
-
-def test_ctrl_c_leaves_no_stack_process(tmp_path, no_stray_stack):
-    wd = make_workdir(tmp_path, baselines=("boki",), rates=(20,))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2", "figures/hotel.png"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not stack_processes(mine_only=True):
-        time.sleep(0.1)
-    assert stack_processes(mine_only=True), "the stack never started"
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
-    proc.wait(timeout=60)
-    time.sleep(0.5)
-    assert not stack_processes(mine_only=True)
-    assert not (wd / "results/hotel/boki/qps20/manifest.json").exists()
