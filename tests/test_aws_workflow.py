@@ -22,6 +22,7 @@ from benchpipe.cloud.session import client
 from benchpipe.secrets_scan import scan
 from tests.aws_fixtures import count_live
 from tests.conftest import stack_processes
+from tests.test_faults import checksums
 from tests.test_pipeline_e2e import job_counts, make_workdir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,6 +88,7 @@ def test_run_tears_down_and_ctrl_c_leaves_nothing(tmp_path, aws):
 
     # Ctrl-C in the middle of a point: the onerror hook takes the cluster down.
     shutil.rmtree(wd / "results" / "hotel" / "boki")
+    before = checksums(wd / "results")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2", "figures/hotel.png"]
     proc = subprocess.Popen(
         cmd,
@@ -104,6 +106,14 @@ def test_run_tears_down_and_ctrl_c_leaves_nothing(tmp_path, aws):
     live = count_live(aws)
     assert live["instances"] == 0 and live["spot_requests"] == 0, live
     assert not stack_processes(mine_only=True)
+    assert not (wd / "results/hotel/boki/qps20/raw").exists()
+    assert {k: v for k, v in checksums(wd / "results").items() if k in before} == before
+    # Resume: the same command measures only boki's point, on a new cluster it then takes down.
+    again = run(wd, "figures/hotel.png")
+    assert job_counts(again.stdout + again.stderr).get("run") == 1
+    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+    after = checksums(wd / "results")
+    assert {k: after[k] for k in before} == before
     findings = scan([wd / "results", wd / ".snakemake" / "log", wd / "figures"])
     assert not findings, findings
 
