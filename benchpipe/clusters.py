@@ -74,7 +74,7 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
     replacement if the provider can make one, else a new one (recorded at once)."""
     results = Path(config["results_dir"])
     path = cluster_file(results, spec["experiment"], spec["baseline"])
-    run_id = config.get("run_id") or secrets.token_hex(4)
+    run_id = config.get("run_id")
     with _file_lock(path):
         if path.exists():
             cluster = Cluster.load(path)
@@ -91,6 +91,7 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
             provider.teardown(cluster)
             path.unlink()
             run_id = cluster.run_id  # same run: same tags, same table prefix
+        run_id = run_id or secrets.token_hex(4)
         name = f"{spec['experiment']}-{spec['baseline']}"
         log.info(
             "provisioning cluster %s (%d machines) with %s", name, len(spec["machines"]), config["provider"]["name"]
@@ -108,9 +109,10 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
 
 def check_still_whole(config: dict[str, Any], cluster: Cluster, failure: BaseException | None = None) -> None:
     """After a point: a machine lost during it makes the point fail (its numbers are not trusted)."""
-    lost = lost_hosts(provider_for(config), cluster)
+    provider = provider_for(config)
+    lost = lost_hosts(provider, cluster)
     if lost:
-        then = "it is retried on a replacement cluster" if config["provider"]["name"] == "aws" else RESUME
+        then = "it is retried on a replacement cluster" if getattr(provider, "replaceable", False) else RESUME
         raise HostLost(
             f"cluster {cluster.name} lost {'; '.join(lost)} during the point, which is not recorded; {then}"
         ) from failure

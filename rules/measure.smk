@@ -1,6 +1,9 @@
 # Per point: deploy (render the stack), run (bring up or reuse the cluster, fresh stack,
 # warm-up, measurement, fetch), collect (check raw files, write manifest.json).
 
+# A point's log folder: its jobs' logs, stack logs of a failure, rejected raw files.
+POINT_LOGS = f"{R}/logs/{{exp}}/{{baseline}}/{{point}}"
+
 
 rule deploy:
     output:
@@ -8,7 +11,7 @@ rule deploy:
     conda:
         "../environment.yml"
     log:
-        f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/deploy.log",
+        f"{POINT_LOGS}/deploy.log",
     params:
         spec=get_point_spec,
     shell:
@@ -23,10 +26,10 @@ rule run:
     conda:
         "../environment.yml"
     log:
-        f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/run.log",
+        f"{POINT_LOGS}/run.log",
     params:
         config=get_cluster_config_json,
-        logdir=f"{R}/logs/{{exp}}/{{baseline}}/{{point}}",
+        logdir=POINT_LOGS,
     threads: get_measure_threads()
     resources:
         vcpus=get_point_vcpus,
@@ -45,11 +48,11 @@ rule collect:
     conda:
         "../environment.yml"
     log:
-        f"{R}/logs/{{exp}}/{{baseline}}/{{point}}/collect.log",
+        f"{POINT_LOGS}/collect.log",
     params:
         config=get_cluster_config_json,
         siblings=get_sibling_manifests,
-        logdir=f"{R}/logs/{{exp}}/{{baseline}}/{{point}}",
+        logdir=POINT_LOGS,
     shell:
         "python -m benchpipe collect --config-json {params.config:q} --deploy {input.deploy}"
         " --raw {input.raw} --out {output} --log-dir {params.logdir} --siblings {params.siblings}"
