@@ -70,6 +70,10 @@ def capacity_error(op: str = "RequestSpotInstances") -> ClientError:
     return ClientError({"Error": {"Code": "InsufficientInstanceCapacity", "Message": "no capacity (injected)"}}, op)
 
 
+# What count_live reports once everything of the project is gone.
+NOTHING_LEFT = {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+
+
 def count_live(settings: dict[str, Any]) -> dict[str, int]:
     """Resources of the project still alive, counted through the API."""
     ec2 = session_mod.client(settings, "ec2")

@@ -12,7 +12,7 @@ from benchpipe.cloud.spot import ProvisionError
 from benchpipe.experiment import load_experiment
 from benchpipe.providers.aws import AwsProvider, janitor
 from benchpipe.secrets_scan import scan
-from tests.aws_fixtures import capacity_error, count_live
+from tests.aws_fixtures import NOTHING_LEFT, capacity_error, count_live
 
 pytestmark = pytest.mark.aws
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def test_halfmoon_cluster_up_and_down_leaves_nothing(aws):
     dynamo.create_tables(ddb, cluster.extra["table_prefix"], ["geo", "rate", "profile"], {"project": "benchpipe"})
     assert count_live(aws)["tables"] == 3
     AwsProvider(aws).teardown(cluster)
-    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+    assert count_live(aws) == NOTHING_LEFT
     AwsProvider(aws).teardown(cluster)  # idempotent
     assert not scan([Path(aws["results_dir"])]), "a credential was written"
 
@@ -89,7 +89,7 @@ def test_capacity_errors_everywhere_clear_error_nothing_left(aws, inject):
     for zone in ("ap-southeast-1a", "ap-southeast-1b", "ap-southeast-1c"):
         assert zone in msg
     assert "on_demand_fallback" in msg
-    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+    assert count_live(aws) == NOTHING_LEFT
 
 
 def test_on_demand_fallback(aws, inject):

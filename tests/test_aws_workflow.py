@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,9 @@ import yaml
 
 from benchpipe.cloud.session import client
 from benchpipe.secrets_scan import scan
-from tests.aws_fixtures import count_live
+from tests.aws_fixtures import NOTHING_LEFT, count_live
 from tests.conftest import stack_processes
-from tests.test_faults import checksums
+from tests.test_faults import assert_resumes, checksums, start, wait_for_stack
 from tests.test_pipeline_e2e import job_counts, make_workdir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,17 +88,8 @@ def test_run_tears_down_and_ctrl_c_leaves_nothing(tmp_path, aws):
     # Ctrl-C in the middle of a point: the onerror hook takes the cluster down.
     shutil.rmtree(wd / "results" / "hotel" / "boki")
     before = checksums(wd / "results")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2", "figures/hotel.png"]
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not stack_processes(mine_only=True):
-        time.sleep(0.1)
+    proc = start(wd)
+    wait_for_stack(120)
     assert count_live(aws)["instances"] == 16, "the point's cluster is up while it measures"
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)
@@ -107,13 +97,9 @@ def test_run_tears_down_and_ctrl_c_leaves_nothing(tmp_path, aws):
     assert live["instances"] == 0 and live["spot_requests"] == 0, live
     assert not stack_processes(mine_only=True)
     assert not (wd / "results/hotel/boki/qps20/raw").exists()
-    assert {k: v for k, v in checksums(wd / "results").items() if k in before} == before
     # Resume: the same command measures only boki's point, on a new cluster it then takes down.
-    again = run(wd, "figures/hotel.png")
-    assert job_counts(again.stdout + again.stderr).get("run") == 1
-    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
-    after = checksums(wd / "results")
-    assert {k: after[k] for k in before} == before
+    assert_resumes(wd, before, 1, run=run)
+    assert count_live(aws) == NOTHING_LEFT
     findings = scan([wd / "results", wd / ".snakemake" / "log", wd / "figures"])
     assert not findings, findings
 
@@ -136,5 +122,5 @@ def test_bad_profile_stops_in_preflight_before_anything_launches(tmp_path, aws):
             text[-2000:],
         )
         assert "Traceback" not in text
-        assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+        assert count_live(aws) == NOTHING_LEFT
         assert not list((wd / "results").glob("hotel/*/*/raw"))

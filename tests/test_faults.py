@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,10 +33,11 @@ def checksums(root: Path) -> dict[str, str]:
     }
 
 
-def start(wd: Path) -> subprocess.Popen[bytes]:
+def start(wd: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`snakemake figures/hotel.png [args]` in the background, in a process group of its own."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2", "figures/hotel.png"]
     return subprocess.Popen(
-        cmd,
+        [*cmd, *args],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         start_new_session=True,
         stdout=subprocess.PIPE,
@@ -42,11 +45,29 @@ def start(wd: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_for_stack(timeout_s: float = 60) -> None:
+def wait_for(cond: Callable[[], object], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not stack_processes(mine_only=True):
+    while time.monotonic() < deadline and not cond():
         time.sleep(0.1)
-    assert stack_processes(mine_only=True), "the stack never started"
+    assert cond(), f"timed out after {timeout_s:g} s waiting for {what}"
+
+
+def wait_for_stack(timeout_s: float = 60) -> None:
+    wait_for(lambda: stack_processes(mine_only=True), timeout_s, "the stack to start")
+
+
+def unchanged(root: Path, before: dict[str, str]) -> bool:
+    """Every file of `before` is still there with the same checksum."""
+    now = checksums(root)
+    return {k: now.get(k) for k in before} == before
+
+
+def assert_resumes(wd: Path, before: dict[str, str], points: int, run: Callable[..., Any] = snakemake) -> None:
+    """Finished points are unchanged; the same command measures exactly `points` more and leaves them so."""
+    assert unchanged(wd / "results", before)
+    out = run(wd, "figures/hotel.png")
+    assert job_counts(out.stdout + out.stderr).get("run", 0) == points
+    assert unchanged(wd / "results", before)
 
 
 @pytest.mark.slow
@@ -60,12 +81,8 @@ def test_sigterm_finishes_the_running_point_and_resumes(tmp_path):
     assert not stack_processes(mine_only=True)
     assert not list((wd / "results" / ".clusters").glob("*/*.json"))
     done = {p.parent.name for p in (wd / "results" / "hotel").glob("*/*/manifest.json")}
-    before = checksums(wd / "results")
     # Resume: the same command runs only what is missing; finished points are untouched.
-    out = snakemake(wd, "figures/hotel.png")
-    assert job_counts(out.stdout + out.stderr).get("run", 0) == 2 - len(done)
-    after = checksums(wd / "results")
-    assert {k: v for k, v in after.items() if k in before} == before
+    assert_resumes(wd, checksums(wd / "results"), 2 - len(done))
 
 
 @pytest.mark.slow
@@ -75,10 +92,7 @@ def test_sigkill_leaves_a_lock_whose_message_says_how_to_go_on(tmp_path):
     wait_for_stack()
     os.kill(proc.pid, signal.SIGKILL)  # the controller only: its running job is orphaned and finishes
     proc.wait(timeout=30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and stack_processes(mine_only=True):
-        time.sleep(0.2)
-    assert not stack_processes(mine_only=True), "the orphaned point left its stack running"
+    wait_for(lambda: not stack_processes(mine_only=True), 60, "the orphaned point to stop its stack")
     again = snakemake(wd, "figures/hotel.png", check=False)
     assert again.returncode != 0 and "--unlock" in again.stdout + again.stderr
     snakemake(wd, "--unlock")
@@ -105,11 +119,7 @@ def test_corrupt_raw_file_fails_that_point_naming_the_file(tmp_path):
     kept = list((wd / "results/logs/hotel/unsafe/qps40").glob("rejected-raw-*/async_results"))
     assert len(kept) == 1 and kept[0].read_bytes() == truncated
     assert not (wd / "results/hotel/unsafe/qps40/raw").exists()
-    before = checksums(wd / "results")
-    again = snakemake(wd, "figures/hotel.png")
-    assert job_counts(again.stdout + again.stderr).get("run") == 1
-    after = checksums(wd / "results")
-    assert {k: after[k] for k in before} == before
+    assert_resumes(wd, checksums(wd / "results"), 1)
 
 
 @pytest.mark.aws
@@ -197,7 +207,7 @@ def test_ctrl_c_twice_during_teardown_does_not_cut_it_short(aws, inject):
     from benchpipe.clusters import cluster_file, teardown_all
     from benchpipe.experiment import load_experiment
     from benchpipe.providers.aws import AwsProvider
-    from tests.aws_fixtures import count_live
+    from tests.aws_fixtures import NOTHING_LEFT, count_live
 
     exp = load_experiment(REPO / "config/experiments/halfmoon/hotel.yaml")
     cluster = AwsProvider(aws).provision(
@@ -218,7 +228,7 @@ def test_ctrl_c_twice_during_teardown_does_not_cut_it_short(aws, inject):
     config = {"provider": {"name": "aws", "settings": aws}, "results_dir": aws["results_dir"]}
     assert teardown_all(config) == [str(path)]
     assert pressed, "the Ctrl-C presses never happened"
-    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+    assert count_live(aws) == NOTHING_LEFT
     assert not path.exists()
 
 
@@ -269,11 +279,7 @@ def test_ctrl_c_during_deployment_stops_the_stack_and_resumes(tmp_path):
     assert not list((wd / "results" / ".clusters").glob("*/*.json"))
     assert not (wd / "results/hotel/unsafe/qps40/raw").exists()
     assert manifests(wd) == ["results/hotel/unsafe/qps20/manifest.json"]
-    assert {k: v for k, v in checksums(wd / "results").items() if k in before} == before
-    out = snakemake(wd, "figures/hotel.png")
-    assert job_counts(out.stdout + out.stderr).get("run") == 1
-    after = checksums(wd / "results")
-    assert {k: after[k] for k in before} == before
+    assert_resumes(wd, before, 1)
 
 
 @pytest.mark.slow
@@ -283,20 +289,13 @@ def test_ctrl_c_during_measurement_stops_the_stack_and_resumes(tmp_path):
     before = checksums(wd / "results")
     proc = start(wd)
     log = wd / "results/logs/hotel/boki/qps40/run.log"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (log.exists() and "warm-up:" in log.read_text()):
-        time.sleep(0.1)
-    assert "warm-up:" in log.read_text(), "the measurement never started"
+    wait_for(lambda: log.exists() and "warm-up:" in log.read_text(), 60, "the measurement to start")
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
     proc.wait(timeout=60)
     assert not harness_processes(mine_only=True)
     assert not (wd / "results/hotel/boki/qps40/raw").exists()
     assert manifests(wd) == ["results/hotel/boki/qps20/manifest.json"]
-    assert {k: v for k, v in checksums(wd / "results").items() if k in before} == before
-    out = snakemake(wd, "figures/hotel.png")
-    assert job_counts(out.stdout + out.stderr).get("run") == 1
-    after = checksums(wd / "results")
-    assert {k: after[k] for k in before} == before
+    assert_resumes(wd, before, 1)
 
 
 @pytest.mark.slow
@@ -320,16 +319,12 @@ def test_results_disk_full_mid_point_keeps_what_was_measured(tmp_path):
         assert not harness_processes(mine_only=True)
         assert manifests(wd) == ["results/hotel/unsafe/qps20/manifest.json"]
         assert not (results / "hotel/unsafe/qps40/raw").exists()
-        assert {k: v for k, v in checksums(results).items() if k in before} == before
+        assert unchanged(results, before)
         # Still full: the preflight refuses before anything starts.
         again = snakemake(wd, "figures/hotel.png", check=False)
         assert again.returncode != 0 and "nothing was started" in again.stdout + again.stderr
-        assert {k: v for k, v in checksums(results).items() if k in before} == before
         ballast.unlink()
-        resumed = snakemake(wd, "figures/hotel.png")
-        assert job_counts(resumed.stdout + resumed.stderr).get("run") == 1
-        after = checksums(results)
-        assert {k: after[k] for k in before} == before
+        assert_resumes(wd, before, 1)
     finally:
         subprocess.run(["umount", "-l", str(results)], check=False)
 
@@ -349,7 +344,7 @@ def fill(path: Path) -> Path:
 @pytest.mark.aws
 @pytest.mark.slow
 def test_sigkill_on_aws_leaves_the_cluster_to_its_timer_and_the_resume_reuses_it(tmp_path, aws):
-    from tests.aws_fixtures import count_live
+    from tests.aws_fixtures import NOTHING_LEFT, count_live
     from tests.test_aws_workflow import aws_workdir
 
     wd, _ = aws_workdir(tmp_path, aws)
@@ -357,10 +352,7 @@ def test_sigkill_on_aws_leaves_the_cluster_to_its_timer_and_the_resume_reuses_it
     wait_for_stack()
     os.kill(proc.pid, signal.SIGKILL)  # the controller only; its running job is orphaned
     proc.wait(timeout=30)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and harness_processes(mine_only=True):
-        time.sleep(0.2)
-    assert not harness_processes(mine_only=True)
+    wait_for(lambda: not harness_processes(mine_only=True), 60, "the orphaned job to finish")
     # Nobody is left to tear the cluster down: its machines power off at `expires` by themselves.
     ec2 = session.client(aws, "ec2")
     instances = [
@@ -380,7 +372,7 @@ def test_sigkill_on_aws_leaves_the_cluster_to_its_timer_and_the_resume_reuses_it
     snakemake(wd, "--unlock")
     out = snakemake(wd, "figures/hotel.png")
     assert job_counts(out.stdout + out.stderr).get("run", 0) <= 2
-    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+    assert count_live(aws) == NOTHING_LEFT
     used = {
         m["instance_id"]
         for p in (wd / "results/hotel/unsafe").glob("*/manifest.json")
@@ -392,7 +384,7 @@ def test_sigkill_on_aws_leaves_the_cluster_to_its_timer_and_the_resume_reuses_it
 @pytest.mark.aws
 @pytest.mark.slow
 def test_host_lost_during_a_point_fails_it_and_the_retry_gets_a_new_cluster(tmp_path, aws):
-    from tests.aws_fixtures import count_live
+    from tests.aws_fixtures import NOTHING_LEFT, count_live
     from tests.test_aws_workflow import aws_workdir
 
     wd, _ = aws_workdir(tmp_path, aws, retries=1)
@@ -411,6 +403,5 @@ def test_host_lost_during_a_point_fails_it_and_the_retry_gets_a_new_cluster(tmp_
     second = json.loads((wd / "results/hotel/unsafe/qps40/manifest.json").read_text())["cluster"]["machines"]
     assert victim not in {m["instance_id"] for m in second}
     assert len(second) == len(first) == 10
-    assert count_live(aws) == {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
-    after = checksums(wd / "results")
-    assert {k: after[k] for k in before} == before
+    assert count_live(aws) == NOTHING_LEFT
+    assert unchanged(wd / "results", before)
