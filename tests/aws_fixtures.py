@@ -9,6 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import benchpipe.cloud.session as session_mod
+from benchpipe.cloud.iam import project_roles
 
 REGION = "ap-southeast-1"
 
@@ -71,7 +72,7 @@ def capacity_error(op: str = "RequestSpotInstances") -> ClientError:
 
 
 # What count_live reports once everything of the project is gone.
-NOTHING_LEFT = {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0}
+NOTHING_LEFT = {"instances": 0, "all_instances": 0, "spot_requests": 0, "tables": 0, "roles": 0}
 
 
 def count_live(settings: dict[str, Any]) -> dict[str, int]:
@@ -98,5 +99,6 @@ def count_live(settings: dict[str, Any]) -> dict[str, int]:
         "instances": running,
         "all_instances": all_running,
         "spot_requests": len(reqs["SpotInstanceRequests"]),
+        "roles": len(project_roles(session_mod.client(settings, "iam"))),
         "tables": len(tables),
     }

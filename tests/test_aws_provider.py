@@ -112,7 +112,7 @@ def test_ctrl_c_during_provisioning_leaves_nothing(aws, inject):
     with pytest.raises(KeyboardInterrupt):
         provision(aws)
     live = count_live(aws)
-    assert live["all_instances"] == 0 and live["spot_requests"] == 0
+    assert live["all_instances"] == 0 and live["spot_requests"] == 0 and live["roles"] == 0
     ledger = (Path(aws["results_dir"]) / ".ledger" / "aws.jsonl").read_text()
     assert ledger.count('"kind": "spot-request"') == 16, "every request is in the ledger before waiting"
 

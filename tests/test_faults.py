@@ -233,20 +233,49 @@ def test_ctrl_c_twice_during_teardown_does_not_cut_it_short(aws, inject):
 
 
 @pytest.mark.aws
-def test_instance_role_reaches_only_the_project_tables(aws, tmp_path):
-    import json
+def test_each_cluster_role_reaches_only_its_runs_tables_and_goes_with_it(aws, inject):
+    from benchpipe.cloud.iam import POLICY, project_roles
+    from benchpipe.experiment import load_experiment
+    from benchpipe.providers.aws import AwsProvider, janitor
+    from tests.aws_fixtures import NOTHING_LEFT, count_live
 
-    from benchpipe.cloud.setup import setup
+    # The first launch call finds the new profile not yet visible to EC2 (IAM is eventually consistent).
+    # moto keeps no profile on spot instances, so what each launch call sends is recorded here.
+    sent = []
 
-    setup({**aws, "key_path": str(tmp_path / "k.pem"), "table_prefix_root": "benchpipe"})
+    def profile_not_yet_visible(params):
+        sent.append(params["LaunchSpecification"]["IamInstanceProfile"]["Name"])
+        if len(sent) == 1:
+            raise ClientError(
+                {"Error": {"Code": "InvalidParameterValue", "Message": "Invalid IAM Instance Profile name"}},
+                "RequestSpotInstances",
+            )
+
+    inject("ec2.RequestSpotInstances", profile_not_yet_visible)
+    exp = load_experiment(REPO / "config/experiments/halfmoon/hotel.yaml")
+    provider = AwsProvider(aws)
+    cluster = provider.provision(
+        {"machines": exp.machines("baseline")}, name="hotel-unsafe", run_id="r7", experiment="hotel", baseline="unsafe"
+    )
     iam = session.client(aws, "iam")
-    doc = iam.get_role_policy(RoleName="benchpipe-experiments", PolicyName="benchpipe-tables")["PolicyDocument"]
+    roles = project_roles(iam)
+    assert list(roles) == ["benchpipe-r7-hotel-unsafe"]
+    assert set(sent) == {"benchpipe-r7-hotel-unsafe"} and len(sent) == len(cluster.hosts) + 1  # one retried
+    assert roles["benchpipe-r7-hotel-unsafe"]["run-id"] == "r7"
+    doc = iam.get_role_policy(RoleName="benchpipe-r7-hotel-unsafe", PolicyName=POLICY)["PolicyDocument"]
     doc = json.loads(doc) if isinstance(doc, str) else doc
     resources = [r for st in doc["Statement"] for r in st["Resource"]]
-    assert resources and all(":table/benchpipe-" in r for r in resources)
-    assert all(r.startswith("arn:aws:dynamodb:ap-southeast-1:") for r in resources)
-    attached = iam.list_attached_role_policies(RoleName="benchpipe-experiments")["AttachedPolicies"]
-    assert attached == [], "no managed policy (the seed attached AmazonDynamoDBFullAccess)"
+    assert resources and all(r.startswith("arn:aws:dynamodb:ap-southeast-1:") for r in resources)
+    assert all(":table/benchpipe-r7-*" in r for r in resources), "only this run's tables"
+    assert iam.list_attached_role_policies(RoleName="benchpipe-r7-hotel-unsafe")["AttachedPolicies"] == []
+    provider.teardown(cluster)
+    assert count_live(aws) == NOTHING_LEFT
+    # A role whose run is over and whose cluster was never torn down: the janitor removes it.
+    provider.provision(
+        {"machines": exp.machines("baseline")}, name="hotel-boki", run_id="r8", experiment="hotel", baseline="boki"
+    )
+    assert "role benchpipe-r8-hotel-boki" in janitor(aws, live_runs=set())
+    assert count_live(aws)["roles"] == 0
 
 
 def slow_start(wd: Path, seconds: float) -> None:

@@ -2,14 +2,14 @@
 
 - a key pair of the project (private key saved 0600 in ~/.ssh, never in the repository);
 - a security group: SSH from the controller's own address /32 only, all traffic inside the group;
-- the placement group (cluster strategy);
-- an instance role and profile whose DynamoDB access is limited to the project's table prefix.
+- the placement group (cluster strategy).
+The machines' instance role is not here: each cluster gets its own, limited to its run's tables
+(benchpipe/cloud/iam.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import urllib.request
@@ -115,63 +115,14 @@ def ensure_placement_group(ec2: Any, settings: dict[str, Any]) -> str | None:
     return name
 
 
-def table_policy(settings: dict[str, Any], account: str) -> dict[str, Any]:
-    region = settings.get("region", "ap-southeast-1")
-    root = settings.get("table_prefix_root", "benchpipe")
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": ["dynamodb:*"],
-                "Resource": [
-                    f"arn:aws:dynamodb:{region}:{account}:table/{root}-*",
-                    f"arn:aws:dynamodb:{region}:{account}:table/{root}-*/index/*",
-                ],
-            }
-        ],
-    }
-
-
-def ensure_instance_profile(settings: dict[str, Any], account: str) -> str:
-    iam = client(settings, "iam")
-    name = settings.get("instance_profile", "benchpipe-experiments")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-    }
-    try:
-        iam.create_role(
-            RoleName=name,
-            AssumeRolePolicyDocument=json.dumps(trust),
-            MaxSessionDuration=43200,
-            Tags=[{"Key": "project", "Value": "benchpipe"}],
-        )
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "EntityAlreadyExists":
-            raise
-    iam.put_role_policy(
-        RoleName=name, PolicyName="benchpipe-tables", PolicyDocument=json.dumps(table_policy(settings, account))
-    )
-    try:
-        iam.create_instance_profile(InstanceProfileName=name)
-        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
-    except ClientError as e:
-        if e.response["Error"]["Code"] != "EntityAlreadyExists":
-            raise
-    return name
-
-
 def setup(settings: dict[str, Any]) -> dict[str, Any]:
     ec2 = client(settings, "ec2")
-    account = client(settings, "sts").get_caller_identity()["Account"]
     tags = resource_tags(settings, run_id="setup", ttl_minutes=60 * 24 * 365 * 10)
     return {
         "key_pair": ensure_key_pair(ec2, settings, tags),
         "key_path": str(key_path(settings)),
         "security_group_id": ensure_security_group(ec2, settings, tags),
         "placement_group": ensure_placement_group(ec2, settings),
-        "instance_profile": ensure_instance_profile(settings, account),
     }
 
 

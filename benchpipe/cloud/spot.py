@@ -159,6 +159,24 @@ class ClusterLauncher:
             + ". Try other zones (provider.settings.zones), fallback_instance_types, or on_demand_fallback: true."
         )
 
+    def _send(self, call: Callable[[], Any]) -> Any:
+        """One launch call: refused capacity becomes CapacityError; a just-created instance profile
+        that EC2 does not see yet (IAM is eventually consistent) is waited for, a few times."""
+        waits = iter((2.0, 4.0, 8.0, 16.0))
+        while True:
+            try:
+                return call()
+            except ClientError as e:
+                code, message = e.response["Error"]["Code"], e.response["Error"].get("Message", "")
+                if code in CAPACITY_ERRORS:
+                    raise CapacityError(code) from None
+                profile_unseen = code == "InvalidParameterValue" and "instance profile" in message.lower()
+                wait = next(waits, None) if profile_unseen else None
+                if wait is None:
+                    raise
+                log.info("the cluster's instance profile is not visible to EC2 yet; retrying in %g s", wait)
+                self.sleep(wait)
+
     # --- spot -----------------------------------------------------------------------------
     def _spec(self, m: dict[str, Any], itype: str, zone: str, expires_epoch: int) -> dict[str, Any]:
         # c5d's NVMe instance storage comes with the instance (no block device mapping on Nitro);
@@ -185,8 +203,8 @@ class ClusterLauncher:
         group = "benchpipe-" + secrets.token_hex(5)
         by_request: dict[str, str] = {}
         for m in machines:
-            try:
-                resp = self.ec2.request_spot_instances(
+            resp = self._send(
+                lambda m=m: self.ec2.request_spot_instances(
                     InstanceCount=1,
                     Type="one-time",
                     LaunchGroup=group,
@@ -196,10 +214,7 @@ class ClusterLauncher:
                         {"ResourceType": "spot-instances-request", "Tags": tag_list({**tags, "Name": m["name"]})}
                     ],
                 )
-            except ClientError as e:
-                if e.response["Error"]["Code"] in CAPACITY_ERRORS:
-                    raise CapacityError(e.response["Error"]["Code"]) from None
-                raise
+            )
             rid = resp["SpotInstanceRequests"][0]["SpotInstanceRequestId"]
             out.requests.append(rid)
             by_request[rid] = m["name"]
@@ -234,18 +249,15 @@ class ClusterLauncher:
     ) -> None:
         for m in machines:
             spec = self._spec(m, a.types[m["name"]], a.zone, expires)
-            try:
-                resp = self.ec2.run_instances(
+            resp = self._send(
+                lambda m=m, spec=spec: self.ec2.run_instances(
                     MinCount=1,
                     MaxCount=1,
                     InstanceInitiatedShutdownBehavior="terminate",
                     TagSpecifications=[{"ResourceType": "instance", "Tags": tag_list({**tags, "Name": m["name"]})}],
                     **spec,
                 )
-            except ClientError as e:
-                if e.response["Error"]["Code"] in CAPACITY_ERRORS:
-                    raise CapacityError(e.response["Error"]["Code"]) from None
-                raise
+            )
             iid = resp["Instances"][0]["InstanceId"]
             out.instances[m["name"]] = iid
             self.ledger.record(kind="instance", id=iid, run_id=tags["run-id"], cluster=tags["cluster"])

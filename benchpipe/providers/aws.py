@@ -1,8 +1,8 @@
 """The aws provider: a cluster of EC2 spot instances per baseline, tagged, time-limited, never leaked.
 
 Settings (profiles/aws/aws.yaml, provider.settings): region, ami, zones, fallback_instance_types,
-on_demand_fallback, key_name, key_path, security_group, security_group_id, placement_group,
-instance_profile, owner, ttl_minutes, fulfil_timeout_s, ssh_timeout_s, ssh_user, use_private_ip,
+on_demand_fallback, key_name, key_path, security_group, security_group_id, placement_group, owner,
+ttl_minutes, fulfil_timeout_s, ssh_timeout_s, ssh_user, use_private_ip,
 endpoint_url (a moto server in tests), bootstrap (probe SSH and prepare hosts; false on moto),
 table_prefix_root, tags.
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchpipe.cloud import dynamo
+from benchpipe.cloud import dynamo, iam
 from benchpipe.cloud.session import client
 from benchpipe.cloud.spot import ClusterLauncher, Launched, Ledger, ProvisionError
 from benchpipe.cloud.tags import parse_iso, resource_tags, tag_dict, utcnow
@@ -70,8 +70,21 @@ class AwsProvider:
         tags = resource_tags(self.s, run_id=run_id, experiment=experiment, baseline=baseline, cluster=name)
         expires = parse_iso(tags["expires"])
         assert expires is not None
-        launcher = ClusterLauncher(ec2, self.s, self.ledger)
-        attempt, launched = launcher.launch(spec["machines"], tags, int(expires.timestamp()))
+        # The machines' role reaches this run's tables only; it goes with the cluster.
+        iam_client = client(self.s, "iam")
+        account = client(self.s, "sts").get_caller_identity()["Account"]
+        region = self.s.get("region", "ap-southeast-1")
+        profile = iam.role_name(run_id, name)
+        self.ledger.record(kind="role", id=profile, run_id=run_id, cluster=name)
+        try:
+            iam.create_cluster_role(
+                iam_client, profile, iam.table_policy(region, account, self.table_prefix(run_id)), tags
+            )
+            launcher = ClusterLauncher(ec2, {**self.s, "instance_profile": profile}, self.ledger)
+            attempt, launched = launcher.launch(spec["machines"], tags, int(expires.timestamp()))
+        except BaseException:
+            iam.delete_cluster_role(iam_client, profile)
+            raise
         try:
             launcher.tag_instances(launched, tags)
             described = launcher.wait_running(launched)
@@ -119,11 +132,14 @@ class AwsProvider:
                     "market": attempt.market,
                     "spot_requests": launched.requests,
                     "table_prefix": self.table_prefix(run_id),
+                    "instance_profile": profile,
                     "endpoint_url": self.s.get("endpoint_url"),
                 },
             )
         except BaseException:
             launcher.release(launched)
+            _wait_terminated(ec2, sorted(launched.instances.values()))  # before its role can go
+            iam.delete_cluster_role(iam_client, profile)
             raise
         log.info("cluster %s: %d instances (%s, %s)", name, len(hosts), attempt.market, attempt.zone)
         return cluster
@@ -178,6 +194,10 @@ class AwsProvider:
                 launched.instances.setdefault(inst["InstanceId"], inst["InstanceId"])
             ClusterLauncher(ec2, self.s, self.ledger).release(launched)
             _wait_terminated(ec2, sorted(set(launched.instances.values())))
+            iam.delete_cluster_role(
+                client(self.s, "iam"),
+                cluster.extra.get("instance_profile") or iam.role_name(cluster.run_id, cluster.name),
+            )
             prefix = cluster.extra.get("table_prefix")
             if prefix:
                 dynamo.delete_tables_by_prefix(client(self.s, "dynamodb"), prefix)
@@ -244,6 +264,11 @@ def janitor(settings: dict[str, Any], live_runs: set[str], now: Any = None) -> l
             if dead({**tags, "run-id": tags.get("run-id", run_id)}):
                 ddb.delete_table(TableName=table)
                 removed.append(f"table {table}")
+        iam_client = client(settings, "iam")
+        for role, tags in iam.project_roles(iam_client).items():
+            if dead(tags):
+                iam.delete_cluster_role(iam_client, role)
+                removed.append(f"role {role}")
     finally:
         signal.signal(signal.SIGINT, previous)
     return removed
