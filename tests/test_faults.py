@@ -234,7 +234,7 @@ def test_ctrl_c_twice_during_teardown_does_not_cut_it_short(aws, inject):
 
 @pytest.mark.aws
 def test_each_cluster_role_reaches_only_its_runs_tables_and_goes_with_it(aws, inject):
-    from benchpipe.cloud.iam import POLICY, project_roles
+    from benchpipe.cloud.iam import POLICY, create_cluster_role, project_roles, table_policy
     from benchpipe.experiment import load_experiment
     from benchpipe.providers.aws import AwsProvider, janitor
     from tests.aws_fixtures import NOTHING_LEFT, count_live
@@ -254,10 +254,13 @@ def test_each_cluster_role_reaches_only_its_runs_tables_and_goes_with_it(aws, in
     inject("ec2.RequestSpotInstances", profile_not_yet_visible)
     exp = load_experiment(REPO / "config/experiments/halfmoon/hotel.yaml")
     provider = AwsProvider(aws)
+    iam = session.client(aws, "iam")
+    # A role left by a provisioning of this same cluster that was killed: replaced, not an error.
+    leftover = table_policy("ap-southeast-1", "123456789012", "benchpipe-r7-")
+    create_cluster_role(iam, "benchpipe-r7-hotel-unsafe", leftover, {"run-id": "r7"})
     cluster = provider.provision(
         {"machines": exp.machines("baseline")}, name="hotel-unsafe", run_id="r7", experiment="hotel", baseline="unsafe"
     )
-    iam = session.client(aws, "iam")
     roles = project_roles(iam)
     assert list(roles) == ["benchpipe-r7-hotel-unsafe"]
     assert set(sent) == {"benchpipe-r7-hotel-unsafe"} and len(sent) == len(cluster.hosts) + 1  # one retried

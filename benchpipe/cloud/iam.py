@@ -45,6 +45,8 @@ def role_name(run_id: str, cluster: str) -> str:
 
 def create_cluster_role(iam: Any, name: str, policy: dict[str, Any], tags: dict[str, str]) -> str:
     """The role and its instance profile (same name); returns the profile's name."""
+    # The name is the run's and the cluster's: one left by a provisioning that was killed is ours.
+    delete_cluster_role(iam, name)
     iam.create_role(
         Path=PATH,
         RoleName=name,
