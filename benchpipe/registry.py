@@ -21,6 +21,19 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "wrk2": "benchpipe.generators.wrk2:Wrk2Generator",
         "closedloop": "benchpipe.generators.closedloop:ClosedLoopGenerator",
     },
+    # Summary metric families: f(raw_dir, summary_cfg, params) -> a row's columns or several rows.
+    "metric": {
+        "latency": "benchpipe.summaries.latency:point_latency",
+        "singleop": "benchpipe.summaries.singleop:point_singleop",
+        "logsize": "benchpipe.summaries.logsize:point_logsize",
+        "switching": "benchpipe.summaries.switching:point_switching",
+    },
+    # Figure kinds: f(summary_df, figure_cfg) -> an altair chart.
+    "figure": {
+        "lines": "benchpipe.plots.figures:lines",
+        "bars": "benchpipe.plots.figures:bars",
+        "timeline": "benchpipe.plots.timeline:timeline",
+    },
 }
 
 

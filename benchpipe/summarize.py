@@ -9,30 +9,19 @@ from typing import Any
 
 import polars as pl
 
+from benchpipe import registry
 from benchpipe.errors import RawDataError
 from benchpipe.experiment import Experiment
-from benchpipe.summaries.latency import point_latency
 
 MetricFn = Callable[[Path, dict[str, Any], dict[str, Any]], dict[str, Any] | list[dict[str, Any]]]
 
 
 def _metric(name: str) -> MetricFn:
     # Imported by name so that an experiment's metric families are the only ones loaded.
-    if name == "latency":
-        return point_latency
-    if name == "singleop":
-        from benchpipe.summaries.singleop import point_singleop
-
-        return point_singleop
-    if name == "logsize":
-        from benchpipe.summaries.logsize import point_logsize
-
-        return point_logsize
-    if name == "switching":
-        from benchpipe.summaries.switching import point_switching
-
-        return point_switching
-    raise ValueError(f"unknown summary metric {name!r}")
+    try:
+        return registry.load("metric", name)
+    except KeyError as e:
+        raise ValueError(str(e)) from None
 
 
 def summarize(exp: Experiment, results: Path, repetitions: int) -> pl.DataFrame:

@@ -66,17 +66,10 @@ def bars(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:
     return alt.hconcat(*panels).properties(title=fig.get("title", ""))
 
 
-KINDS = {"lines": lines, "bars": bars}
-
-
 def render(df: pl.DataFrame, fig: dict[str, Any], png: Path, html: Path) -> None:
-    try:
-        make = KINDS[fig["kind"]]
-    except KeyError:
-        from benchpipe.plots.timeline import timeline
+    from benchpipe import registry
 
-        make = {"timeline": timeline}[fig["kind"]]
-    chart = make(df, fig)
+    chart = registry.load("figure", fig["kind"])(df, fig)
     png.parent.mkdir(parents=True, exist_ok=True)
     chart.save(str(png), scale_factor=2)
     chart.save(str(html))
