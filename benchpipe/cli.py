@@ -163,10 +163,12 @@ def cmd_janitor(args: argparse.Namespace) -> None:
 
 
 def load_configured_experiment(config: dict[str, Any], name: str) -> Any:
-    from benchpipe.experiment import load_experiment
+    from benchpipe.experiment import experiment_files, load_experiment
 
-    path = Path(config["experiments_dir"]) / config["suite"] / f"{name}.yaml"
-    return load_experiment(path, config["scale"], config["repetitions"])
+    files = experiment_files(config["experiments_dir"])
+    if name not in files:
+        raise ConfigError(f"{config['experiments_dir']}: expected an experiment named {name!r} in some suite")
+    return load_experiment(files[name], config["scale"], config["repetitions"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,11 @@ class Experiment:
     data: dict[str, Any]
 
     @property
+    def suite(self) -> str:
+        """The paper this experiment belongs to: the folder its file is in."""
+        return Path(self.source).parent.name
+
+    @property
     def baselines(self) -> list[str]:
         return list(self.data["baselines"])
 
@@ -215,3 +220,29 @@ def load_experiment(path: str | Path, scale: dict[str, Any] | None = None, repet
         exp = Experiment(exp.name, exp.source, apply_scale(exp.data, scale))
         _check(exp, repetitions)
     return exp
+
+
+def experiment_files(experiments_dir: str | Path) -> dict[str, Path]:
+    """Every suite's experiment files by experiment name (files starting with _ are shared parts).
+
+    Names are unique across suites, because results/<name>/ and figures are not per suite."""
+    found: dict[str, Path] = {}
+    for path in sorted(Path(experiments_dir).glob("*/[!_]*.yaml")):
+        if path.stem in found:
+            raise ConfigError(
+                f"{path}: name: expected an experiment name unique across suites "
+                f"({found[path.stem]} has it too); prefix it with the suite"
+            )
+        found[path.stem] = path
+    return found
+
+
+def suite_experiments(experiments_dir: str | Path, suite: str) -> list[str]:
+    """The experiment names of one suite; a clear error for a suite that does not exist."""
+    root = Path(experiments_dir)
+    suites = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if suite not in suites:
+        raise ConfigError(
+            f"config: suite: expected one of the folders of {experiments_dir} ({', '.join(suites)}), got {suite!r}"
+        )
+    return [p.stem for p in sorted((Path(experiments_dir) / suite).glob("[!_]*.yaml"))]

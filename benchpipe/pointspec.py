@@ -45,7 +45,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             generator["settings"]["concurrency"] = v
     spec = {
         "experiment": exp.name,
-        "suite": config["suite"],
+        "suite": exp.suite,
         "baseline": point.baseline,
         "label": base["label"],
         "point": point.name,

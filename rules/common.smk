@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 from benchpipe.clusters import teardown_all
 from benchpipe.cost import machines_vcpus
 from benchpipe.diskspace import shortage
-from benchpipe.experiment import load_experiment
+from benchpipe.experiment import experiment_files, load_experiment, suite_experiments
 from benchpipe.plan import (
     experiments_for_targets,
     invocation,
@@ -23,17 +23,29 @@ from benchpipe.validation import validate as validate_config
 try:
     # Defaults filled by snakemake.utils.validate; messages name the file and the key.
     validate_config(config, "config.schema.yaml", "config (config/config.yaml + profile)")
-    SUITE_DIR = Path(config["experiments_dir"]) / config["suite"]
+    # Every suite's experiments are loaded, so that any paper's figure is a target whatever
+    # `suite` says; `suite` (and `experiments`, default: all of it) choose what rule all builds.
+    SUITE_NAMES = suite_experiments(config["experiments_dir"], config["suite"])
     EXPERIMENTS = {
-        p.stem: load_experiment(p, config["scale"], config["repetitions"])
-        for p in sorted(SUITE_DIR.glob("[!_]*.yaml"))
+        name: load_experiment(path, config["scale"], config["repetitions"])
+        for name, path in experiment_files(config["experiments_dir"]).items()
     }
+    config["experiments"] = config.get("experiments") or SUITE_NAMES
     for name in config["experiments"]:
-        if name not in EXPERIMENTS:
+        if name not in SUITE_NAMES:
             raise ConfigError(
-                f"config: experiments: expected names of files in {SUITE_DIR} "
-                f"({', '.join(EXPERIMENTS)}), got {name!r}"
+                f"config: experiments: expected names of files in "
+                f"{Path(config['experiments_dir']) / config['suite']} ({', '.join(SUITE_NAMES)}), got {name!r}"
             )
+    FIGURES = {}
+    for _exp in EXPERIMENTS.values():
+        for _f in _exp.data["figures"]:
+            if _f["name"] in FIGURES:
+                raise ConfigError(
+                    f"{_exp.source}: figures: expected a figure name unique across suites, "
+                    f"got {_f['name']!r} (also in {FIGURES[_f['name']].source})"
+                )
+            FIGURES[_f["name"]] = _exp
 except ConfigError as e:
     raise WorkflowError(f"Invalid configuration:\n{e}") from None
 
@@ -43,7 +55,7 @@ REPS = config["repetitions"]
 CONFIG_JSON = json.dumps(config, sort_keys=True)
 # What point jobs need of the configuration: a change elsewhere must not re-measure them.
 CLUSTER_CONFIG_JSON = json.dumps(
-    {k: config[k] for k in ("provider", "results_dir", "run_id", "suite", "experiments_dir")},
+    {k: config[k] for k in ("provider", "results_dir", "run_id", "experiments_dir")},
     sort_keys=True,
 )
 
@@ -57,7 +69,6 @@ def get_cluster_config_json(wildcards):
     return CLUSTER_CONFIG_JSON
 
 
-FIGURES = {f["name"]: exp for exp in EXPERIMENTS.values() for f in exp.data["figures"]}
 POINTS = {
     (p.experiment, p.baseline, p.name): p
     for exp in EXPERIMENTS.values()
