@@ -1,4 +1,4 @@
-# benchpipe: provision -> deploy -> run (warm-up + measure) -> collect -> summarize -> plot.
+# benchpipe: provision -> deploy -> warmup -> run -> collect -> summarize -> plot.
 # Rules are thin; the logic is in the `benchpipe` package. Nothing here names an experiment.
 from snakemake.utils import min_version
 
@@ -26,9 +26,9 @@ onstart:
 
 
 onsuccess:
-    # Clusters still up (e.g. after --until collect) go now; a no-op when every cluster's
-    # last point already took its cluster down.
-    teardown_everything()
+    # Clusters still up go now, except those of points stopped between stages (--until deploy...),
+    # which the next run continues; a no-op when every cluster's last point already took it down.
+    teardown_finished()
 
 
 onerror:

@@ -21,57 +21,50 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(args.config_json)
 
 
-def cmd_render(args: argparse.Namespace) -> None:
-    from benchpipe import registry
-    from benchpipe.clusters import planned_cluster
-    from benchpipe.model import write_json_atomic
-
-    spec = json.loads(args.spec_json)
-    deployer = registry.load("deployer", spec["deployer"]["name"])(spec["deployer"]["settings"])
-    shape = planned_cluster(f"{spec['experiment']}-{spec['baseline']}", spec["machines"])
-    spec["rendered"] = deployer.render(shape, spec["deployment"], spec["env"])
-    write_json_atomic(args.out, spec)
-    log.info(
-        "rendered %s/%s/%s with %s", spec["experiment"], spec["baseline"], spec["point"], deployer.__class__.__name__
-    )
+def _final(args: argparse.Namespace) -> bool:
+    """Is this the job's last attempt (Snakemake's `attempt` against the rule's `retries`)?"""
+    return args.attempt > args.retries
 
 
-def cmd_measure(args: argparse.Namespace) -> None:
-    from benchpipe.clusters import check_still_whole, ensure_cluster
-    from benchpipe.collect import load_json
-    from benchpipe.measure import measure_point
+def cmd_provision(args: argparse.Namespace) -> None:
+    from benchpipe.stages import provision
 
-    config = _config(args)
-    spec = load_json(Path(args.deploy), "the point's deployment, written by the deploy rule")
-    cluster = ensure_cluster(config, spec)
-    out = Path(args.out)
-    try:
-        try:
-            measure_point(spec, cluster, out, Path(args.log_dir))
-        except Exception as e:
-            check_still_whole(config, cluster, e)  # a lost host is the better explanation
-            raise
-        check_still_whole(config, cluster)
-        # The machines that measured this point, for its manifest (the cluster may be replaced later).
-        cluster.save(out / "cluster.json")
-    except BaseException:
-        # Also on Ctrl-C: a failed point leaves no raw folder behind (its logs stay in --log-dir).
-        shutil.rmtree(out, ignore_errors=True)
-        raise
+    provision(_config(args), json.loads(args.spec_json), Path(args.out))
+
+
+def cmd_deploy(args: argparse.Namespace) -> None:
+    from benchpipe.stages import deploy
+
+    deploy(_config(args), Path(args.provision), Path(args.out), Path(args.log_dir), _final(args))
+
+
+def cmd_warmup(args: argparse.Namespace) -> None:
+    from benchpipe.stages import warmup
+
+    warmup(_config(args), Path(args.deploy), Path(args.out), Path(args.log_dir), _final(args))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from benchpipe.stages import run
+
+    run(_config(args), Path(args.deploy), Path(args.warmup), Path(args.out), Path(args.log_dir), _final(args))
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
     from benchpipe.clusters import cluster_file, teardown_cluster
     from benchpipe.collect import load_json, write_manifest
     from benchpipe.model import Cluster
+    from benchpipe.stages import stop_point_stack
 
     config = _config(args)
     spec = load_json(Path(args.deploy), "the point's deployment")
+    # The stack goes first, whatever the raw files turn out to be.
+    stopped = stop_point_stack(config, spec)
     cpath = cluster_file(Path(config["results_dir"]), spec["experiment"], spec["baseline"])
     measured_on = Path(args.raw) / "cluster.json"
     cluster = Cluster.load(measured_on) if measured_on.exists() else Cluster.load(cpath) if cpath.exists() else None
     try:
-        manifest = write_manifest(spec, cluster, Path(args.raw), Path(args.out), REPO)
+        manifest = write_manifest(spec, cluster, Path(args.raw), Path(args.out), REPO, stopped)
     except RawDataError as e:
         # Unusable raw data: kept beside the point's logs, and the point counts as not measured.
         kept = Path(args.log_dir) / f"rejected-raw-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -184,8 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(f"--{o}", required=True)
         return p
 
-    add("render", cmd_render, "spec-json", "out", config=False)
-    add("measure", cmd_measure, "deploy", "out", "log-dir")
+    add("provision", cmd_provision, "spec-json", "out")
+    for stage in (
+        add("deploy", cmd_deploy, "provision", "out", "log-dir"),
+        add("warmup", cmd_warmup, "deploy", "out", "log-dir"),
+        add("run", cmd_run, "deploy", "warmup", "out", "log-dir"),
+    ):
+        stage.add_argument("--attempt", type=int, default=1)
+        stage.add_argument("--retries", type=int, default=0)
     add("collect", cmd_collect, "deploy", "raw", "out", "log-dir").add_argument("--siblings", nargs="*", default=[])
     add("summarize", cmd_summarize, "experiment", "parquet", "csv")
     add("plot", cmd_plot, "experiment", "summary", "figure", "png", "html")

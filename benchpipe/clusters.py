@@ -134,6 +134,10 @@ def teardown_all(config: dict[str, Any], experiment: str | None = None) -> list[
     """Tear down every live cluster of this results folder; a second Ctrl-C does not interrupt it."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        # Stacks first (a point's stack outlives its jobs under the cluster's lease), then machines.
+        from benchpipe.stages import stop_leased_stacks
+
+        stop_leased_stacks(config["results_dir"])
         root = Path(config["results_dir"]) / ".clusters"
         pattern = f"{experiment}/*.json" if experiment else "*/*.json"
         done = []

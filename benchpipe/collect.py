@@ -93,9 +93,16 @@ def check_raw(spec: dict[str, Any], raw: Path) -> dict[str, Any]:
     return facts
 
 
-def write_manifest(spec: dict[str, Any], cluster: Cluster | None, raw: Path, out: Path, repo: Path) -> dict[str, Any]:
+def write_manifest(
+    spec: dict[str, Any],
+    cluster: Cluster | None,
+    raw: Path,
+    out: Path,
+    repo: Path,
+    collect_timing: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     facts = check_raw(spec, raw)
-    timing = facts.pop("timing")
+    timing = {**facts.pop("timing"), **(collect_timing or {})}
 
     def iso(t: float | None) -> str | None:
         return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds") if t else None

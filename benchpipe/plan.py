@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,8 @@ def experiments_for_targets(
     return chosen or default
 
 
-def invocation() -> tuple[bool, list[str]]:
-    """(dry run?, targets) of the snakemake command line that is parsing the workflow.
+def invocation() -> tuple[bool, list[str], list[str]]:
+    """(dry run?, targets, --until targets) of the snakemake command line parsing the workflow.
 
     Snakemake exposes neither while the Snakefile is parsed (snakemake#2948), so its own argument
     parser reads them from sys.argv; anything else (the API, tests) counts as no dry run.
@@ -102,14 +103,34 @@ def invocation() -> tuple[bool, list[str]]:
     import sys
 
     if "snakemake" not in " ".join(sys.argv[:1]):
-        return False, []
+        return False, [], []
     from snakemake.cli import get_argument_parser
 
     try:
         args, _ = get_argument_parser().parse_known_args(sys.argv[1:])
     except SystemExit:
-        return False, []
-    return bool(args.dryrun), list(args.targets or [])
+        return False, [], []
+    return bool(args.dryrun), list(args.targets or []), list(args.until or [])
+
+
+# Stages that leave a point's stack up when a run stops after them.
+STACK_STAGES = ("deploy", "warmup", "run")
+
+
+def parked_points(
+    pending: list[tuple[str, str, str]],
+    group: Callable[[tuple[str, str, str]], str],
+    holds: Callable[[tuple[str, str, str]], bool],
+) -> list[tuple[str, str, str]]:
+    """For a run that stops with stacks up (--until deploy, warmup or run): the one point per
+    cluster that can be taken that far, since a cluster holds one point's stack at a time. A point
+    already holding its cluster comes first; else the first pending point in sweep order."""
+    chosen: dict[str, tuple[str, str, str]] = {}
+    for key in pending:
+        g = group(key)
+        if g not in chosen or (holds(key) and not holds(chosen[g])):
+            chosen[g] = key
+    return list(chosen.values())
 
 
 def stale_experiments(exps: list[Experiment], results: Path, repetitions: int) -> list[Experiment]:

@@ -5,18 +5,21 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from benchpipe.clusters import teardown_all
+from benchpipe.clusters import cluster_file, teardown_all, teardown_cluster
 from benchpipe.cost import machines_vcpus
 from benchpipe.diskspace import shortage
 from benchpipe.experiment import experiment_files, load_experiment, suite_experiments
 from benchpipe.plan import (
+    STACK_STAGES,
     experiments_for_targets,
     invocation,
+    parked_points,
     plan_text,
     remove_stale_products,
     stale_experiments,
 )
 from benchpipe.pointspec import point_spec
+from benchpipe.resume import pending, remove, void_stage_files
 from benchpipe.errors import ConfigError
 from benchpipe.validation import validate as validate_config
 
@@ -69,6 +72,10 @@ def get_cluster_config_json(wildcards):
     return CLUSTER_CONFIG_JSON
 
 
+def point_dir(exp, baseline, point):
+    return f"{R}/{exp}/{baseline}/{point}"
+
+
 POINTS = {
     (p.experiment, p.baseline, p.name): p
     for exp in EXPERIMENTS.values()
@@ -76,7 +83,7 @@ POINTS = {
 }
 
 
-DRYRUN, TARGETS = invocation()
+DRYRUN, TARGETS, UNTIL = invocation()
 # A summary that misses a point (its folder deleted) is stale: a real run deletes it and its
 # figures so that Snakemake rebuilds the point, the summary and the figures; a dry run must not
 # touch files, so there a params change shows the same plan.
@@ -85,6 +92,32 @@ if not DRYRUN:
     for _name in STALE:
         for _p in remove_stale_products(EXPERIMENTS[_name], Path(R), Path(F)):
             print(f"benchpipe: {_p} is stale (a point of {_name} has no result); rebuilding it", file=sys.stderr)
+# Stage files of unfinished points whose stack or cluster is gone (a teardown, a reboot) are void:
+# a real run removes them so that those stages run again; a dry run marks them (get_restack_mark).
+VOID = {}
+for _key in POINTS:
+    _void = void_stage_files(Path(point_dir(*_key)), cluster_file(Path(R), _key[0], _key[1]))
+    if _void:
+        VOID[_key] = _void
+if not DRYRUN:
+    for _key, _void in VOID.items():
+        print(f"benchpipe: {point_dir(*_key)}: its stack or cluster is gone; redoing from {_void[0].name}", file=sys.stderr)
+        remove(_void)
+# A run stopping with stacks up (--until deploy, warmup or run) takes one point per cluster that
+# far (a cluster holds one stack at a time); the others' stages wait for the next run. Only for
+# such runs, the summaries (which they never build) ask for just those points.
+PARKED = None
+if set(UNTIL) & set(STACK_STAGES):
+    from benchpipe import registry
+
+    _shared = registry.load("provider", config["provider"]["name"]).shared_machines
+    PARKED = set(
+        parked_points(
+            [k for k in POINTS if not Path(point_dir(*k), "manifest.json").exists()],
+            group=lambda k: "machines" if _shared else f"{k[0]}/{k[1]}",
+            holds=lambda k: Path(point_dir(*k), "deploy.json").exists() and k not in VOID,
+        )
+    )
 if DRYRUN:
     # The plan, before anything is spent (a dry run runs no rule and no hook).
     print(
@@ -106,10 +139,6 @@ wildcard_constraints:
     baseline="[a-z0-9][a-z0-9_-]*",
     point="[A-Za-z0-9_.,-]+",
     figure="|".join(FIGURES) or "no-figures",
-
-
-def point_dir(exp, baseline, point):
-    return f"{R}/{exp}/{baseline}/{point}"
 
 
 def get_final_figures():
@@ -146,7 +175,20 @@ def get_experiment_manifests(wildcards):
     return [
         f"{point_dir(p.experiment, p.baseline, p.name)}/manifest.json"
         for p in EXPERIMENTS[wildcards.exp].all_points(REPS)
+        if PARKED is None
+        or (p.experiment, p.baseline, p.name) in PARKED
+        or Path(point_dir(p.experiment, p.baseline, p.name), "manifest.json").exists()
     ]
+
+
+def get_attempt(wildcards, attempt):
+    # Snakemake's attempt number, for the job to know whether a retry follows its failure.
+    return attempt
+
+
+def get_restack_mark(wildcards):
+    key = (wildcards.exp, wildcards.baseline, wildcards.point)
+    return "redeploy: stack gone" if DRYRUN and key in VOID else ""
 
 
 def get_stale_mark(wildcards):
@@ -196,6 +238,25 @@ def preflight_or_stop():
 
 def teardown_everything():
     teardown_all(config)
+
+
+def teardown_finished():
+    """After a successful run: clusters go unless a point on them stopped between stages (--until);
+    those stay up, stack and all, for the next run to continue."""
+    kept = []
+    for path in sorted(Path(R, ".clusters").glob("*/*.json")):
+        exp, baseline = path.parent.name, path.stem
+        points = [Path(point_dir(*k)) for k in POINTS if k[0] == exp and k[1] == baseline]
+        if any(pending(p) for p in points):
+            kept.append(f"{exp}/{baseline}")
+        else:
+            teardown_cluster(config, path)
+    if kept:
+        print(
+            f"benchpipe: {len(kept)} cluster(s) left up for points stopped between stages: {', '.join(kept)}."
+            " The same command without --until continues them; `snakemake teardown` takes them down.",
+            file=sys.stderr,
+        )
 
 
 def report_unfinished():

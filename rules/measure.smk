@@ -1,28 +1,83 @@
-# Per point: deploy (render the stack), run (bring up or reuse the cluster, fresh stack,
-# warm-up, measurement, fetch), collect (check raw files, write manifest.json).
+# Per point, one job per stage: provision (the cluster, brought up or reused) -> deploy (a fresh
+# stack, ready) -> warmup -> run (measurement, drain, fetch) -> collect (checks, manifest; the stack
+# stopped). The stack is exclusive to one point from deploy to collect: deploy waits for the
+# cluster's lease (with no cores, so a waiting deploy never blocks the holder), collect frees it.
 
-# A point's log folder: its jobs' logs, stack logs of a failure, rejected raw files.
+# A point's folder, and its log folder: its jobs' logs, stack logs of a failure, rejected raw files.
+POINT = f"{R}/{{exp}}/{{baseline}}/{{point}}"
 POINT_LOGS = f"{R}/logs/{{exp}}/{{baseline}}/{{point}}"
+# The stages that hold a stack: retried (a retry deploys afresh); the last attempt frees the lease.
+STAGE_ARGS = "--attempt {resources.attempt} --retries {params.retries} --log-dir {params.logdir}"
+
+
+rule provision:
+    output:
+        f"{POINT}/provision.json",
+    conda:
+        "../environment.yml"
+    log:
+        f"{POINT_LOGS}/provision.log",
+    params:
+        config=get_cluster_config_json,
+        spec=get_point_spec,
+    threads: 0
+    shell:
+        "python -m benchpipe provision --config-json {params.config:q} --spec-json {params.spec:q}"
+        " --out {output} > {log} 2>&1"
 
 
 rule deploy:
+    input:
+        f"{POINT}/provision.json",
     output:
-        f"{R}/{{exp}}/{{baseline}}/{{point}}/deploy.json",
+        f"{POINT}/deploy.json",
     conda:
         "../environment.yml"
     log:
         f"{POINT_LOGS}/deploy.log",
     params:
-        spec=get_point_spec,
+        config=get_cluster_config_json,
+        logdir=POINT_LOGS,
+        retries=config["measure"]["retries"],
+        restack=get_restack_mark,
+    # Waits for the cluster's lease without holding a core.
+    threads: 0
+    resources:
+        attempt=get_attempt,
+    retries: config["measure"]["retries"]
     shell:
-        "python -m benchpipe render --spec-json {params.spec:q} --out {output} > {log} 2>&1"
+        "python -m benchpipe deploy --config-json {params.config:q} --provision {input}"
+        f" --out {{output}} {STAGE_ARGS} > {{log}} 2>&1"
+
+
+rule warmup:
+    input:
+        f"{POINT}/deploy.json",
+    output:
+        directory(f"{POINT}/warmup"),
+    conda:
+        "../environment.yml"
+    log:
+        f"{POINT_LOGS}/warmup.log",
+    params:
+        config=get_cluster_config_json,
+        logdir=POINT_LOGS,
+        retries=config["measure"]["retries"],
+    threads: get_measure_threads()
+    resources:
+        attempt=get_attempt,
+    retries: config["measure"]["retries"]
+    shell:
+        "python -m benchpipe warmup --config-json {params.config:q} --deploy {input}"
+        f" --out {{output}} {STAGE_ARGS} > {{log}} 2>&1"
 
 
 rule run:
     input:
-        deploy=f"{R}/{{exp}}/{{baseline}}/{{point}}/deploy.json",
+        deploy=f"{POINT}/deploy.json",
+        warmup=f"{POINT}/warmup",
     output:
-        directory(f"{R}/{{exp}}/{{baseline}}/{{point}}/raw"),
+        directory(f"{POINT}/raw"),
     conda:
         "../environment.yml"
     log:
@@ -30,21 +85,23 @@ rule run:
     params:
         config=get_cluster_config_json,
         logdir=POINT_LOGS,
+        retries=config["measure"]["retries"],
     threads: get_measure_threads()
     resources:
         vcpus=get_point_vcpus,
+        attempt=get_attempt,
     retries: config["measure"]["retries"]
     shell:
-        "python -m benchpipe measure --config-json {params.config:q} --deploy {input.deploy}"
-        " --out {output} --log-dir {params.logdir} > {log} 2>&1"
+        "python -m benchpipe run --config-json {params.config:q} --deploy {input.deploy} --warmup {input.warmup}"
+        f" --out {{output}} {STAGE_ARGS} > {{log}} 2>&1"
 
 
 rule collect:
     input:
-        deploy=f"{R}/{{exp}}/{{baseline}}/{{point}}/deploy.json",
-        raw=f"{R}/{{exp}}/{{baseline}}/{{point}}/raw",
+        deploy=f"{POINT}/deploy.json",
+        raw=f"{POINT}/raw",
     output:
-        f"{R}/{{exp}}/{{baseline}}/{{point}}/manifest.json",
+        f"{POINT}/manifest.json",
     conda:
         "../environment.yml"
     log:

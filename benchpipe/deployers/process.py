@@ -1,14 +1,14 @@
 """The process deployer: the stand-in stack as local processes on 127.0.0.1, fresh for every point.
 
-Stack processes stay in the job's process group (so Ctrl-C reaches them) and get a parent-death
-signal (so a SIGKILLed job does not orphan them); their pids are also written to a pid file that
-`reap_stale` uses after a hard kill of the whole controller.
+A point's stages are separate jobs, so its stack outlives the deploy job: the processes run in a
+session of their own, their pids (with command lines, against pid reuse) are in the stack's handle
+and in a pid file under the cluster's lease; collect stops them, and so do a teardown (onerror,
+`snakemake teardown`) and `reap_stale` once no lease names them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -31,7 +31,6 @@ from benchpipe.model import Cluster, write_json_atomic
 REPO = Path(__file__).resolve().parents[2]
 WORKLOADS = REPO / "workloads"
 PID_DIR = Path(os.environ.get("BENCHPIPE_PID_DIR", Path.home() / ".cache" / "benchpipe" / "stacks"))
-PR_SET_PDEATHSIG = 1
 
 
 class DeployError(StackError):
@@ -44,19 +43,27 @@ def free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclass
 class ProcessStack:
     endpoint: str
     workdir: Path
     results_path: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+    cmdlines: dict[str, str] = field(default_factory=dict)
     pid_file: Path | None = None
     ready_path: str = "/healthz"
+    # Only in the job that started the stack: its children, for their exit codes.
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def exited(self, name: str) -> str | None:
+        """Why service `name` is not running, or None while it runs."""
+        proc = self.procs.get(name)
+        if proc is not None:
+            return None if proc.poll() is None else f"exited with code {proc.returncode}"
+        pid = self.pids[name]
+        if _alive(pid) and _cmdline(pid) == self.cmdlines.get(name, _cmdline(pid)):
+            return None
+        return "is no longer running"
 
 
 def _cmdline(pid: int) -> str:
@@ -64,6 +71,16 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def _settled_cmdline(proc: subprocess.Popen[bytes], timeout_s: float = 2.0) -> str:
+    """The child's command line once exec has replaced the forked copy's (empty until then)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cmd = _cmdline(proc.pid)
+        if cmd or proc.poll() is not None or time.monotonic() > deadline:
+            return cmd
+        time.sleep(0.005)
 
 
 def _terminate(pids: list[int], grace_s: float = 5.0) -> None:
@@ -105,11 +122,20 @@ def reap_stale(pid_dir: Path | None = None) -> list[int]:
             continue
         if _alive(rec.get("owner", -1)):
             continue  # its job is still running and will stop it
+        if rec.get("lease") and _leased(rec["lease"], str(f)):
+            continue  # a point holds it between its stages; collect or a teardown stops it
         stale = [p["pid"] for p in rec.get("procs", []) if _alive(p["pid"]) and _cmdline(p["pid"]) == p["cmdline"]]
         _terminate(stale)
         killed += stale
         f.unlink(missing_ok=True)
     return killed
+
+
+def _leased(key: str, pid_file: str) -> bool:
+    from benchpipe.lease import Lease
+
+    rec = Lease(key).read()
+    return bool(rec and rec.get("stack") and rec["stack"].get("pid_file") == pid_file)
 
 
 class ProcessDeployer:
@@ -156,11 +182,13 @@ class ProcessDeployer:
                     ) from None
                 svc_env = {**env, **{k: str(v).format(**values) for k, v in svc.get("env", {}).items()}}
                 log = open(workdir / "logs" / f"{svc['name']}.log", "wb")  # noqa: SIM115 - owned by the child
-                proc = subprocess.Popen(
-                    argv, env=svc_env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-                )
+                # A session of its own: the stack outlives this job and the terminal's Ctrl-C
+                # (the run's onerror teardown stops it).
+                proc = subprocess.Popen(argv, env=svc_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
                 log.close()
                 stack.procs[svc["name"]] = proc
+                stack.pids[svc["name"]] = proc.pid
+                stack.cmdlines[svc["name"]] = _settled_cmdline(proc)
                 if svc.get("gateway"):
                     stack.endpoint = f"http://{self.host}:{port}"
                     stack.ready_path = svc.get("ready_path", "/healthz")
@@ -170,16 +198,46 @@ class ProcessDeployer:
             raise
         return stack
 
-    def _write_pids(self, stack: ProcessStack) -> None:
+    def _write_pids(self, stack: ProcessStack, owner: int | None = None, lease: str | None = None) -> None:
         assert stack.pid_file is not None
-        procs = [{"name": n, "pid": p.pid, "cmdline": _cmdline(p.pid)} for n, p in stack.procs.items()]
-        stack.pid_file.write_text(json.dumps({"owner": os.getpid(), "procs": procs}))
+        procs = [{"name": n, "pid": pid, "cmdline": stack.cmdlines[n]} for n, pid in stack.pids.items()]
+        rec = {"owner": os.getpid() if owner is None else owner, "lease": lease, "procs": procs}
+        stack.pid_file.write_text(json.dumps(rec))
+
+    def handle(self, stack: ProcessStack, lease: str) -> dict[str, Any]:
+        """What another job needs to reach, check and stop this stack; from now on the lease, not
+        this job, keeps it (the pid file says so, for reap_stale)."""
+        self._write_pids(stack, owner=-1, lease=lease)
+        return {
+            "endpoint": stack.endpoint,
+            "workdir": str(stack.workdir),
+            "results_path": str(stack.results_path),
+            "pids": stack.pids,
+            "cmdlines": stack.cmdlines,
+            "pid_file": str(stack.pid_file),
+            "ready_path": stack.ready_path,
+        }
+
+    def attach(self, handle: dict[str, Any]) -> ProcessStack:
+        return ProcessStack(
+            endpoint=handle["endpoint"],
+            workdir=Path(handle["workdir"]),
+            results_path=Path(handle["results_path"]),
+            pids={k: int(v) for k, v in handle["pids"].items()},
+            cmdlines=dict(handle["cmdlines"]),
+            pid_file=Path(handle["pid_file"]),
+            ready_path=handle["ready_path"],
+        )
 
     def _check_alive(self, stack: ProcessStack) -> None:
-        for name, proc in stack.procs.items():
-            if proc.poll() is not None:
+        for name in stack.pids:
+            why = stack.exited(name)
+            if why is not None:
                 tail = (stack.workdir / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise DeployError(f"stack service {name!r} exited with code {proc.returncode}; its log ends:\n{tail}")
+                raise DeployError(f"stack service {name!r} {why}; its log ends:\n{tail}")
+
+    def check_healthy(self, stack: ProcessStack) -> None:
+        self._check_alive(stack)
 
     def wait_ready(self, stack: ProcessStack, timeout_s: float) -> None:
         url = stack.endpoint + stack.ready_path
@@ -226,9 +284,9 @@ class ProcessDeployer:
             shutil.copyfile(log, dest / log.name)
 
     def stop(self, stack: ProcessStack) -> None:
-        procs = list(stack.procs.values())
-        _terminate([p.pid for p in procs if p.poll() is None], self.stop_grace_s)
-        for p in procs:
+        running = [pid for name, pid in stack.pids.items() if stack.exited(name) is None]
+        _terminate(running, self.stop_grace_s)
+        for p in stack.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=1)
         if stack.pid_file is not None:

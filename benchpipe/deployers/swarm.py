@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ class SwarmStack:
     services: list[str]
     ready_path: str
     internal_endpoint: str = ""  # the gateway as the cluster's own machines reach it (private address)
+    images: list[str] = field(default_factory=list)
+    table_prefix: str = ""  # the point's DynamoDB tables (AWS), deleted when the stack stops
 
 
 class SwarmDeployer:
@@ -43,8 +45,6 @@ class SwarmDeployer:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
         self.stack_name = self.s.get("stack", "benchpipe")
-        self._tables: dict[str, Any] = {}  # point dir -> its open DynamoDB tables (AWS)
-        self._images: dict[str, list[str]] = {}  # point dir -> the images of its stack
         # Per point, on the hosts: where the gateway writes async_results (kept after the stack goes).
         self.remote_dir_template = self.s.get(
             "remote_dir_template", "/tmp/benchpipe/{run_id}/{experiment}/{baseline}/{point}"
@@ -110,7 +110,6 @@ class SwarmDeployer:
         self._wait_removed(manager, stack, float(self.s.get("stop_timeout_s", 120)))
         for h in {h.address: h for h in cluster.hosts if h.role != "client"}.values():
             remote.run(h, f"rm -rf {shlex.quote(remote_dir)} && mkdir -p {shlex.quote(remote_dir)}")
-        self._images[remote_dir] = list(rendered.get("images", []))
         prefix = self._open_tables(cluster, rendered, remote_dir)
         compose = rendered["compose"].replace("{point_dir}", remote_dir).replace("{table_prefix}", prefix)
         remote_file = f"{remote_dir}/docker-compose.yml"
@@ -128,7 +127,19 @@ class SwarmDeployer:
             services=rendered["services"],
             ready_path=rendered["ready_path"],
             internal_endpoint=f"http://{gateway_host.private_address or gateway_host.address}:{rendered['port']}",
+            images=list(rendered.get("images", [])),
+            table_prefix=prefix,
         )
+
+    def handle(self, stack: SwarmStack, lease: str) -> dict[str, Any]:
+        """What another job needs to reach, check and stop this stack (it lives on the cluster)."""
+        return asdict(stack)
+
+    def attach(self, handle: dict[str, Any]) -> SwarmStack:
+        h = dict(handle)
+        h["cluster"] = Cluster.from_dict(h["cluster"])
+        h["gateway_host"] = Host.from_dict(h["gateway_host"])
+        return SwarmStack(**h)
 
     def _open_tables(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> str:
         """On AWS, the point's DynamoDB tables under a prefix naming the run and the point."""
@@ -142,11 +153,13 @@ class SwarmDeployer:
 
         prefix = f"{cluster.extra['table_prefix']}{hashlib.sha1(remote_dir.encode()).hexdigest()[:8]}-"
         settings = {"region": cluster.extra.get("region"), "endpoint_url": cluster.extra.get("endpoint_url")}
-        tables = dynamo.point_tables(
-            client(settings, "dynamodb"), prefix, names, {"project": "benchpipe", "run-id": cluster.run_id}
-        )
-        tables.__enter__()
-        self._tables[remote_dir] = tables
+        ddb = client(settings, "dynamodb")
+        # Deleted by prefix when the stack stops (stop), whichever job that is; here if making them fails.
+        try:
+            dynamo.create_tables(ddb, prefix, names, {"project": "benchpipe", "run-id": cluster.run_id})
+        except BaseException:
+            dynamo.delete_tables_by_prefix(ddb, prefix)
+            raise
         return prefix
 
     def client(self, stack: SwarmStack) -> Host | None:
@@ -205,7 +218,7 @@ class SwarmDeployer:
         remote.get(stack.gateway_host, f"{stack.point_dir}/async_results", str(out))
         # Provenance: the image ids the stack ran (as the manager has them).
         ids = {}
-        for image in self._images.get(stack.point_dir, []):
+        for image in stack.images:
             q = shlex.quote(image)
             ids[image] = remote.run(
                 self._manager(stack), f"docker image inspect --format '{{{{.Id}}}}' {q} || true"
@@ -225,6 +238,11 @@ class SwarmDeployer:
         try:
             self._wait_removed(self._manager(stack), stack.stack, float(self.s.get("stop_timeout_s", 120)))
         finally:
-            tables = self._tables.pop(stack.point_dir, None)
-            if tables is not None:
-                tables.__exit__(None, None, None)
+            if stack.table_prefix:
+                # Possibly in another job than the one that made them: by prefix, as the janitor does.
+                from benchpipe.cloud import dynamo
+                from benchpipe.cloud.session import client
+
+                extra = stack.cluster.extra
+                ddb = client({"region": extra.get("region"), "endpoint_url": extra.get("endpoint_url")}, "dynamodb")
+                dynamo.delete_tables_by_prefix(ddb, stack.table_prefix)

@@ -48,6 +48,9 @@ def probe_ssh(address: str, port: int = 22, timeout_s: float = 300) -> None:
 
 
 class AwsProvider:
+    # Do all its clusters share the same machines (so one point's stack at a time overall)?
+    shared_machines = False
+
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
         self.ledger = ledger_for(self.s)

@@ -10,6 +10,9 @@ from benchpipe.model import Cluster, Host
 
 
 class LocalProvider:
+    # Do all its clusters share the same machines (so one point's stack at a time overall)?
+    shared_machines = True
+
     def __init__(self, settings: dict[str, Any]) -> None:
         self.address = settings.get("address", "127.0.0.1")
 

@@ -55,6 +55,9 @@ def _not_answering(hosts: list[Host], command: str, timeout_s: float) -> list[st
 
 
 class SshProvider:
+    # Do all its clusters share the same machines (so one point's stack at a time overall)?
+    shared_machines = True
+
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
         self.hosts = hosts_from_settings(self.s)

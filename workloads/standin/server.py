@@ -226,7 +226,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _lifecycle(event: str, args: argparse.Namespace) -> None:
+    """One line per start and exit in STANDIN_LIFECYCLE_LOG, if set: lets a test check from the
+    stack's side that no two stacks were ever up at once on one machine."""
+    path = os.environ.get("STANDIN_LIFECYCLE_LOG")
+    if path:
+        with open(path, "a") as f:  # one short append per line: whole lines, also from many processes
+            f.write(f"{event} {time.time():.6f} {os.getpid()} {args.app}/{args.system} {args.port}\n")
+
+
 async def serve(args: argparse.Namespace) -> None:
+    _lifecycle("up", args)
+    try:
+        await _serve(args)
+    finally:
+        _lifecycle("down", args)
+
+
+async def _serve(args: argparse.Namespace) -> None:
     Path(args.results_path).parent.mkdir(parents=True, exist_ok=True)
     gw = Gateway(args)
     app = web.Application(client_max_size=1 << 20)

@@ -1,0 +1,169 @@
+"""A cluster's lease: which point's stack may be up on it, from deploy to collect.
+
+A point's stages are separate Snakemake jobs, so the stack outlives each of them. The lease is a
+small JSON file per cluster key (beside the flock that guards it) naming the point that holds the
+cluster and its stack's handle. Deploy waits for the lease (the deploy job takes no cores, so a
+waiting deploy never keeps the holder's next stage from starting); warmup and run only check that
+they hold it; collect, a teardown and a final failure release it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchpipe.errors import StackError
+
+log = logging.getLogger("benchpipe.lease")
+
+
+def lock_dir() -> Path:
+    # Read at call time: tests (and users) point it elsewhere with the environment.
+    return Path(os.environ.get("BENCHPIPE_LOCK_DIR", Path.home() / ".cache" / "benchpipe" / "locks"))
+
+
+class LeaseHeld(StackError):
+    """The cluster is held by another point."""
+
+
+@dataclass
+class Lease:
+    key: str
+
+    @property
+    def path(self) -> Path:
+        return lock_dir() / (re.sub(r"[^A-Za-z0-9_.-]", "_", self.key) + ".lease")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            log.warning("lease %s is corrupt; treating it as free", self.path)
+            return None
+
+    def _write(self, rec: dict[str, Any]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rec, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def try_acquire(self, holder: str) -> dict[str, Any] | None:
+        """Take the lease for `holder` (a point folder) if it is free, stale, or already its own.
+        Returns the lease record, or None when another live point holds it."""
+        with self._locked():
+            rec = self.read()
+            if rec is not None and rec["holder"] != holder and not stale(rec):
+                return None
+            if rec is None or rec["holder"] != holder:
+                if rec is not None:
+                    log.warning("lease of %s: the hold of %s is stale; taking it", self.key, rec["holder"])
+                old = rec if rec is not None and rec.get("stack") else None
+                rec = {"key": self.key, "holder": holder, "acquired": time.time(), "stack": None, "deployer": None}
+                # A stale holder's stack may still be up: the new holder stops it before deploying.
+                rec["previous"] = {"deployer": old["deployer"], "stack": old["stack"]} if old else None
+            # The job now working under the lease (see stale()).
+            rec["pid"] = os.getpid()
+            self._write(rec)
+            return rec
+
+    def acquire(self, holder: str, poll_s: float = 0.2, say_every_s: float = 30.0) -> dict[str, Any]:
+        """Wait until the lease is `holder`'s."""
+        t0 = time.monotonic()
+        said = -say_every_s
+        while True:
+            rec = self.try_acquire(holder)
+            if rec is not None:
+                waited = time.monotonic() - t0
+                if waited > 0.5:
+                    log.info("waited %.1f s for cluster %s", waited, self.key)
+                return rec
+            if time.monotonic() - said >= say_every_s:
+                said = time.monotonic()
+                other = self.read() or {}
+                log.info(
+                    "cluster %s is held by point %s (deployed, not yet collected); waiting. "
+                    "If no run is measuring it, `snakemake teardown` in its results folder releases it",
+                    self.key,
+                    other.get("holder"),
+                )
+            time.sleep(poll_s)
+
+    def require(self, holder: str) -> dict[str, Any]:
+        """The lease record, which must be `holder`'s: later stages never wait, they only check."""
+        with self._locked():
+            rec = self.read()
+        if rec is None or rec["holder"] != holder:
+            raise LeaseHeld(
+                f"cluster {self.key} is not held by {holder} "
+                f"({'free' if rec is None else 'held by ' + rec['holder']}): its stack is gone"
+            )
+        return rec
+
+    def set_stack(self, holder: str, deployer: dict[str, Any] | None, stack: dict[str, Any] | None) -> None:
+        with self._locked():
+            rec = self.read()
+            if rec is None or rec["holder"] != holder:
+                raise LeaseHeld(f"cluster {self.key}: lease lost by {holder}")
+            rec.update(deployer=deployer, stack=stack)
+            self._write(rec)
+
+    def release(self, holder: str | None = None) -> bool:
+        """Free the lease (only `holder`'s, when given); returns whether it was held."""
+        with self._locked():
+            rec = self.read()
+            if rec is None or (holder is not None and rec["holder"] != holder):
+                return False
+            self.path.unlink(missing_ok=True)
+            return True
+
+
+def stale(rec: dict[str, Any]) -> bool:
+    """A hold protects nothing once its point is finished (manifest written) or gone: its results
+    folder deleted, or no deploy record while the job that took the lease is dead."""
+    point = Path(rec["holder"])
+    if (point / "manifest.json").exists() or not point.parent.exists():
+        return True
+    return not (point / "deploy.json").exists() and not _alive(int(rec.get("pid", -1)))
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def all_leases() -> list[tuple[Lease, dict[str, Any]]]:
+    """Every lease on this machine with its record."""
+    d = lock_dir()
+    out = []
+    for p in sorted(d.glob("*.lease")) if d.is_dir() else []:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            rec = json.loads(p.read_text())
+            out.append((Lease(rec["key"]), rec))
+    return out

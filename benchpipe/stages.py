@@ -1,0 +1,360 @@
+"""A point's stages, one Snakemake job each: provision, deploy, warmup, run, collect.
+
+The stack lives from deploy to collect, across jobs, under the cluster's lease (benchpipe.lease):
+deploy waits for the lease and records the live stack in it; warmup and run only attach to the
+stack their point holds; collect stops it and frees the lease. A failed stage stops the stack; its
+retry deploys a fresh one itself (and warms it up again before measuring), and only the last
+attempt gives the lease up, so a retry never queues behind another point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchpipe import registry
+from benchpipe.lease import Lease, all_leases
+from benchpipe.model import Cluster, Mix, write_json_atomic
+
+log = logging.getLogger("benchpipe.stages")
+
+
+def _now() -> float:
+    return time.time()
+
+
+def holder_of(spec: dict[str, Any], results_dir: str) -> str:
+    """The point's folder, absolute: the name a lease gives its holder."""
+    return str((Path(results_dir) / spec["experiment"] / spec["baseline"] / spec["point"]).resolve())
+
+
+def _deployer(cfg: dict[str, Any]) -> Any:
+    return registry.load("deployer", cfg["name"])(cfg["settings"])
+
+
+# --- provision ----------------------------------------------------------------------------------
+def provision(config: dict[str, Any], spec: dict[str, Any], out: Path) -> Cluster:
+    """Bring the point's cluster up, or reuse it, and record it (with the point's spec) in `out`."""
+    from benchpipe.clusters import ensure_cluster
+
+    t0 = _now()
+    cluster = ensure_cluster(config, spec)
+    write_json_atomic(out, {"spec": spec, "cluster": cluster.to_dict(), "timing": {"provision_start": t0}})
+    log.info("point %s/%s/%s on cluster %s", spec["experiment"], spec["baseline"], spec["point"], cluster.name)
+    return cluster
+
+
+# --- deploy -------------------------------------------------------------------------------------
+def render(spec: dict[str, Any]) -> dict[str, Any]:
+    """The point's concrete deployment (commands or compose file), planned on the cluster's shape."""
+    from benchpipe.clusters import planned_cluster
+
+    shape = planned_cluster(f"{spec['experiment']}-{spec['baseline']}", spec["machines"])
+    return {**spec, "rendered": _deployer(spec["deployer"]).render(shape, spec["deployment"], spec["env"])}
+
+
+def _start(
+    spec: dict[str, Any], cluster: Cluster, lease: Lease, holder: str, timing: dict[str, Any], log_dir: Path
+) -> Any:
+    """A fresh stack for the point (whatever stack the lease still names is stopped first), ready,
+    its handle recorded in the lease."""
+    deployer = _deployer(spec["deployer"])
+    rec = lease.acquire(holder)
+    for old in (rec.get("previous"), {"deployer": rec.get("deployer"), "stack": rec.get("stack")}):
+        if old and old.get("stack"):
+            log.info("stopping the stack the lease of %s still names", lease.key)
+            with contextlib.suppress(Exception):
+                d = _deployer(old["deployer"])
+                d.stop(d.attach(old["stack"]))
+            lease.set_stack(holder, None, None)
+    workdir = tempfile.mkdtemp(prefix=f"benchpipe-{spec['experiment']}-{spec['point']}-")
+    remote_dir = (
+        spec["deployer"]["settings"]
+        .get("remote_dir_template", workdir)
+        .format(run_id=cluster.run_id, experiment=spec["experiment"], baseline=spec["baseline"], point=spec["point"])
+    )
+    if remote_dir != workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    timing["deploy_start"] = _now()
+    stack = deployer.start(cluster, spec["rendered"], remote_dir)
+    try:
+        lease.set_stack(holder, spec["deployer"], deployer.handle(stack, lease.key))
+        deployer.wait_ready(stack, spec["measure"]["ready_timeout_s"])
+    except BaseException:
+        _fail(deployer, stack, lease, holder, log_dir, final=False)
+        raise
+    timing["ready"] = _now()
+    log.info("stack ready at %s after %.2f s", stack.endpoint, timing["ready"] - timing["deploy_start"])
+    return stack
+
+
+def deploy(config: dict[str, Any], provisioned: Path, out: Path, log_dir: Path, final: bool) -> None:
+    """Render the point's deployment, wait for its cluster's lease, start a fresh stack, wait until
+    it is ready; `out` records the deployment and the stack."""
+    from benchpipe.clusters import ensure_cluster
+
+    spec = render(_load(provisioned, "the point's provisioning record, written by the provision rule")["spec"])
+    cluster = ensure_cluster(config, spec)  # the same cluster, unless it was torn down since
+    holder = holder_of(spec, config["results_dir"])
+    lease = Lease(cluster.lock_key)
+    timing: dict[str, Any] = {}
+    try:
+        _start(spec, cluster, lease, holder, timing, log_dir)
+    except BaseException as e:
+        _give_up(lease, holder, final, e)
+        raise
+    handle = (lease.read() or {}).get("stack")
+    write_json_atomic(
+        out, {**spec, "cluster": cluster.to_dict(), "lease": lease.key, "stack": handle, "timing": timing}
+    )
+
+
+# --- warmup and run -----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _held_stack(
+    config: dict[str, Any], deployed: Path, log_dir: Path, final: bool, timing: dict[str, Any]
+) -> Iterator[tuple[dict[str, Any], Cluster, Any, Any, bool]]:
+    """The point's live stack: the one its lease names, or (a retry, after a failure stopped it)
+    a fresh one. Yields (spec, cluster, deployer, stack, fresh). On failure the stack's logs go to
+    log_dir/stack and the stack is stopped."""
+    spec = _load(deployed, "the point's deployment, written by the deploy rule")
+    cluster = Cluster.from_dict(spec["cluster"])
+    holder = holder_of(spec, config["results_dir"])
+    lease = Lease(spec["lease"])
+    deployer = _deployer(spec["deployer"])
+    stack = None
+    try:
+        rec = lease.require(holder)
+        fresh = rec.get("stack") is None
+        if fresh:
+            log.info("the point's stack was stopped by a failed attempt: deploying a fresh one")
+            stack = _start(spec, cluster, lease, holder, timing, log_dir)
+        else:
+            stack = deployer.attach(rec["stack"])
+            if hasattr(deployer, "check_healthy"):
+                deployer.check_healthy(stack)
+        yield spec, cluster, deployer, stack, fresh
+    except BaseException as e:
+        if stack is not None:
+            _fail(deployer, stack, lease, holder, log_dir, final)
+        else:
+            _give_up(lease, holder, final, e)
+        raise
+
+
+def warmup(config: dict[str, Any], deployed: Path, out: Path, log_dir: Path, final: bool) -> None:
+    """Offer the point's load for warmup_s (and the quiet pause after it); raw files in `out`."""
+    timing: dict[str, Any] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with _held_stack(config, deployed, log_dir, final, timing) as (spec, _cluster, deployer, stack, _fresh):
+            _warm(spec, deployer, stack, out, timing)
+        write_json_atomic(out / "timing.json", timing)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _warm(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: dict[str, Any]) -> int:
+    wl = spec["workload"]
+    sent = 0
+    if wl["warmup_s"] > 0:
+        target, generator = _generator(spec, deployer, stack, timing)
+        timing["warmup_start"] = _now()
+        rep = generator.run(target, _mix(spec), _rate(spec), wl["warmup_s"], out, "warmup")
+        timing["warmup_end"] = _now()
+        sent = rep.sent
+        log.info("warm-up: %s", _brief(rep))
+    if wl["pause_s"] > 0:
+        time.sleep(wl["pause_s"])  # the experiment asks for a quiet gap (the seed's sleep 10)
+    return sent
+
+
+def run(config: dict[str, Any], deployed: Path, warmed: Path, out: Path, log_dir: Path, final: bool) -> None:
+    """Measure the point on its warmed stack, wait until every call finished, fetch the stack's
+    outputs: the point's raw files in `out`."""
+    from benchpipe.clusters import check_still_whole
+
+    timing: dict[str, Any] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        cluster = None
+        try:
+            with _held_stack(config, deployed, log_dir, final, timing) as (spec, cluster, deployer, stack, fresh):
+                # The warm-up's effect dies with its stack: a fresh stack is warmed up again.
+                warm_sent = _warm(spec, deployer, stack, out, timing) if fresh else _warmup_sent(warmed)
+                _measure(spec, deployer, stack, out, timing, warm_sent)
+        except Exception as e:
+            if cluster is not None:
+                check_still_whole(config, cluster, e)  # a lost host is the better explanation
+            raise
+        check_still_whole(config, cluster)
+        # The machines that measured this point, for its manifest (the cluster may be replaced later).
+        cluster.save(out / "cluster.json")
+        earlier = {**_load(deployed, "deployment").get("timing", {}), **_timing(warmed)}
+        write_json_atomic(out / "timing.json", {**earlier, **timing})
+    except BaseException:
+        # Also on Ctrl-C: a failed point leaves no raw folder behind (its logs stay in log_dir).
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _measure(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: dict[str, Any], sent: int) -> None:
+    wl = spec["workload"]
+    target, generator = _generator(spec, deployer, stack, timing)
+    timing["measure_start"] = _now()
+    rep = generator.run(target, _mix(spec), _rate(spec), wl["measure_s"], out, "measure")
+    timing["measure_end"] = _now()
+    log.info("measurement: %s", _brief(rep))
+    if hasattr(deployer, "wait_drained"):
+        # Every call of the stack's lifetime (warm-up included) lands in its records.
+        total = sent + rep.sent
+        n = deployer.wait_drained(stack, total, timeout_s=max(10.0, wl["measure_s"]))
+        timing["drained"] = _now()
+        log.info("%d of %d calls finished", n, total)
+    if hasattr(deployer, "check_healthy"):
+        deployer.check_healthy(stack)  # a service that crashed mid-point fails the point
+    deployer.fetch(stack, out)
+
+
+def _warmup_sent(warm_dir: Path) -> int:
+    try:
+        return int(json.loads((warm_dir / "warmup.json").read_text()).get("sent", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def _timing(warm_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((warm_dir / "timing.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# --- collect ------------------------------------------------------------------------------------
+def stop_point_stack(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Stop the point's stack and free its cluster's lease; idempotent. Returns timing."""
+    holder = holder_of(spec, config["results_dir"])
+    lease = Lease(spec["lease"])
+    rec = lease.read()
+    if rec is not None and rec["holder"] == holder:
+        try:
+            if rec.get("stack"):
+                d = _deployer(rec["deployer"])
+                d.stop(d.attach(rec["stack"]))
+        finally:
+            lease.release(holder)
+    return {"stopped": _now()}
+
+
+def stop_leased_stacks(results_dir: str) -> list[str]:
+    """Every stack a point of this results folder holds: stopped, its lease freed (teardown)."""
+    root = str(Path(results_dir).resolve()) + "/"
+    done = []
+    for lease, rec in all_leases():
+        if not rec.get("holder", "").startswith(root):
+            continue
+        try:
+            if rec.get("stack"):
+                d = _deployer(rec["deployer"])
+                d.stop(d.attach(rec["stack"]))
+            done.append(rec["holder"])
+        except Exception as e:  # keep going: one failed stop must not leave the others up
+            log.error("stopping the stack of %s failed: %s", rec["holder"], e)
+        finally:
+            lease.release(rec["holder"])
+    return done
+
+
+# --- shared -------------------------------------------------------------------------------------
+def _fail(deployer: Any, stack: Any, lease: Lease, holder: str, log_dir: Path | None, final: bool) -> None:
+    """A stage failed with the stack up: its logs are kept, it is stopped, and the lease says so
+    (a retry deploys afresh); the last attempt frees the lease for the cluster's other points."""
+    if log_dir is not None:
+        with contextlib.suppress(Exception):
+            deployer.collect_logs(stack, log_dir / "stack")
+            log.error("stack logs collected in %s", log_dir / "stack")
+    try:
+        deployer.stop(stack)
+    finally:
+        with contextlib.suppress(Exception):
+            if final:
+                lease.release(holder)
+            else:
+                lease.set_stack(holder, None, None)
+
+
+def _give_up(lease: Lease, holder: str, final: bool, error: BaseException) -> None:
+    """A stage failed with no stack up: only the last attempt (or Ctrl-C) frees the lease."""
+    if final or isinstance(error, KeyboardInterrupt):
+        lease.release(holder)
+
+
+def _load(path: Path, what: str) -> dict[str, Any]:
+    from benchpipe.collect import load_json
+
+    return load_json(path, what)
+
+
+def _mix(spec: dict[str, Any]) -> Mix:
+    return Mix.from_config(spec["workload"]["mix"], default_path=spec["workload"]["path"])
+
+
+def _generator(spec: dict[str, Any], deployer: Any, stack: Any, timing: dict[str, Any]) -> tuple[str, Any]:
+    gen_cfg = spec["generator"]
+    generator = registry.load("generator", gen_cfg["name"])(gen_cfg["settings"])
+    if hasattr(deployer, "load_context"):
+        return _remote_generator(deployer.load_context(stack), generator, gen_cfg, stack.endpoint, timing)
+    timing["generator_host"] = "controller"
+    return stack.endpoint, generator
+
+
+def _remote_generator(
+    ctx: dict[str, Any], generator: Any, gen_cfg: dict[str, Any], endpoint: str, timing: dict[str, Any]
+) -> tuple[str, Any]:
+    """wrk2 runs on the cluster's client machine; where it is missing, the built-in generator runs
+    from the controller instead (recorded in the point's timing as generator_host)."""
+    from benchpipe import remote
+
+    client = ctx.get("client")
+    if gen_cfg["name"] != "wrk2" or client is None:
+        timing["generator_host"] = "controller"
+        return endpoint, generator
+    binary = gen_cfg["settings"].get("binary", "wrk")
+    has_wrk2 = remote.run(client, f"{binary} --help 2>&1 | grep -q -- --rate && echo yes || true").strip() == "yes"
+    if not has_wrk2:
+        log.warning("no wrk2 on %s: the built-in generator runs from the controller instead", client.name)
+        timing["generator_host"] = "controller (no wrk2 on the client)"
+        return endpoint, registry.load("generator", "openloop")(gen_cfg["settings"])
+
+    def put(path: str, text: str) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+            f.write(text)
+            f.flush()
+            remote.put(client, f.name, path)
+
+    generator.s.update(
+        runner=lambda argv, timeout_s: remote.run(client, " ".join(argv), timeout_s),
+        put=put,
+        script_dir=ctx["work_dir"],
+    )
+    timing["generator_host"] = client.name
+    return ctx["target"], generator
+
+
+def _rate(spec: dict[str, Any]) -> float:
+    rate = spec["workload"]["rate"]
+    return float(rate) if rate is not None else 0.0
+
+
+def _brief(rep: Any) -> str:
+    d = rep.to_dict() if hasattr(rep, "to_dict") else dict(rep)
+    d.pop("histogram", None)
+    return json.dumps({k: d[k] for k in ("target_rate", "achieved_rate", "sent", "errors", "fell_behind") if k in d})
