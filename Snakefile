@@ -8,6 +8,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# `snakemake --report report.html`: figures, summaries and manifests with captions, stage runtimes.
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/measure.smk"
 include: "rules/report.smk"

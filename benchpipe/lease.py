@@ -87,9 +87,11 @@ class Lease:
             return rec
 
     def acquire(self, holder: str, poll_s: float = 0.2, say_every_s: float = 30.0) -> dict[str, Any]:
-        """Wait until the lease is `holder`'s."""
+        """Wait until the lease is `holder`'s; give up if the scheduler that started this job is gone
+        (a killed Snakemake: nobody would ever run the holder's next stage)."""
         t0 = time.monotonic()
         said = -say_every_s
+        scheduler = _grandparent()
         while True:
             rec = self.try_acquire(holder)
             if rec is not None:
@@ -105,6 +107,10 @@ class Lease:
                     "If no run is measuring it, `snakemake teardown` in its results folder releases it",
                     self.key,
                     other.get("holder"),
+                )
+            if scheduler > 1 and not _alive(scheduler):
+                raise LeaseHeld(
+                    f"the run that started this job (pid {scheduler}) is gone; stopped waiting for {self.key}"
                 )
             time.sleep(poll_s)
 
@@ -156,6 +162,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _grandparent() -> int:
+    """The process that started this job's shell (Snakemake, for a rule's job)."""
+    try:
+        return int(Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
 
 
 def all_leases() -> list[tuple[Lease, dict[str, Any]]]:

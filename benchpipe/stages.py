@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchpipe import registry
+from benchpipe import progress, registry
 from benchpipe.lease import Lease, all_leases
 from benchpipe.model import Cluster, Mix, write_json_atomic
 
@@ -87,6 +87,7 @@ def _start(
     try:
         lease.set_stack(holder, spec["deployer"], deployer.handle(stack, lease.key))
         deployer.wait_ready(stack, spec["measure"]["ready_timeout_s"])
+        lease.set_stack(holder, spec["deployer"], deployer.handle(stack, lease.key))  # as it runs when ready
     except BaseException:
         _fail(deployer, stack, lease, holder, log_dir, final=False)
         raise
@@ -168,7 +169,8 @@ def _warm(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: di
     if wl["warmup_s"] > 0:
         target, generator = _generator(spec, deployer, stack, timing)
         timing["warmup_start"] = _now()
-        rep = generator.run(target, _mix(spec), _rate(spec), wl["warmup_s"], out, "warmup")
+        with progress.timed("warm-up", wl["warmup_s"], _counter(deployer, stack)):
+            rep = generator.run(target, _mix(spec), _rate(spec), wl["warmup_s"], out, "warmup")
         timing["warmup_end"] = _now()
         sent = rep.sent
         log.info("warm-up: %s", _brief(rep))
@@ -210,7 +212,8 @@ def _measure(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing:
     wl = spec["workload"]
     target, generator = _generator(spec, deployer, stack, timing)
     timing["measure_start"] = _now()
-    rep = generator.run(target, _mix(spec), _rate(spec), wl["measure_s"], out, "measure")
+    with progress.timed("measurement", wl["measure_s"], _counter(deployer, stack)):
+        rep = generator.run(target, _mix(spec), _rate(spec), wl["measure_s"], out, "measure")
     timing["measure_end"] = _now()
     log.info("measurement: %s", _brief(rep))
     if hasattr(deployer, "wait_drained"):
@@ -222,6 +225,10 @@ def _measure(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing:
     if hasattr(deployer, "check_healthy"):
         deployer.check_healthy(stack)  # a service that crashed mid-point fails the point
     deployer.fetch(stack, out)
+
+
+def _counter(deployer: Any, stack: Any) -> Any:
+    return deployer.completed_counter(stack) if hasattr(deployer, "completed_counter") else None
 
 
 def _warmup_sent(warm_dir: Path) -> int:

@@ -19,6 +19,7 @@ from benchpipe.plan import (
     stale_experiments,
 )
 from benchpipe.pointspec import point_spec
+from benchpipe.report_text import figure_caption, measured_facts, summary_caption
 from benchpipe.resume import pending, remove, void_stage_files
 from benchpipe.errors import ConfigError
 from benchpipe.validation import validate as validate_config
@@ -84,6 +85,10 @@ POINTS = {
 
 
 DRYRUN, TARGETS, UNTIL = invocation()
+if "--report" in sys.argv:
+    # For the captions only (after CONFIG_JSON: it changes no job's params): what measured each
+    # experiment, from its manifests.
+    config["report_facts"] = {n: measured_facts(Path(R), e, REPS) for n, e in EXPERIMENTS.items()}
 # A summary that misses a point (its folder deleted) is stale: a real run deletes it and its
 # figures so that Snakemake rebuilds the point, the summary and the figures; a dry run must not
 # touch files, so there a params change shows the same plan.
@@ -197,6 +202,15 @@ def get_stale_mark(wildcards):
 
 def get_figure_summary(wildcards):
     return f"{R}/{FIGURES[wildcards.figure].name}/summary.parquet"
+
+
+def get_figure_caption(wildcards):
+    exp = FIGURES[wildcards.figure]
+    return figure_caption(exp, next(f for f in exp.data["figures"] if f["name"] == wildcards.figure))
+
+
+def get_summary_caption(wildcards):
+    return summary_caption(EXPERIMENTS[wildcards.exp])
 
 
 def get_figure_experiment(wildcards):

@@ -101,7 +101,13 @@ rule collect:
         deploy=f"{POINT}/deploy.json",
         raw=f"{POINT}/raw",
     output:
-        f"{POINT}/manifest.json",
+        report(
+            f"{POINT}/manifest.json",
+            caption="../report/manifest.rst",
+            category="Points",
+            subcategory="{exp}",
+            labels={"baseline": "{baseline}", "point": "{point}"},
+        ),
     conda:
         "../environment.yml"
     log:

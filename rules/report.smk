@@ -6,7 +6,12 @@ rule summarize:
         get_experiment_manifests,
     output:
         parquet=f"{R}/{{exp}}/summary.parquet",
-        csv=f"{R}/{{exp}}/summary.csv",
+        csv=report(
+            f"{R}/{{exp}}/summary.csv",
+            caption="../report/summary.rst",
+            category="Summaries",
+            labels={"experiment": "{exp}"},
+        ),
     conda:
         "../environment.yml"
     log:
@@ -14,6 +19,7 @@ rule summarize:
     params:
         config=get_config_json,
         stale=get_stale_mark,
+        caption=get_summary_caption,
     shell:
         "python -m benchpipe summarize --config-json {params.config:q} --experiment {wildcards.exp}"
         " --parquet {output.parquet} --csv {output.csv} > {log} 2>&1"
@@ -23,7 +29,12 @@ rule plot:
     input:
         get_figure_summary,
     output:
-        png=f"{F}/{{figure}}.png",
+        png=report(
+            f"{F}/{{figure}}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
         html=f"{F}/{{figure}}.html",
     conda:
         "../environment.yml"
@@ -32,6 +43,7 @@ rule plot:
     params:
         config=get_config_json,
         experiment=get_figure_experiment,
+        caption=get_figure_caption,
     shell:
         "python -m benchpipe plot --config-json {params.config:q} --experiment {params.experiment}"
         " --summary {input} --figure {wildcards.figure} --png {output.png} --html {output.html} > {log} 2>&1"

@@ -99,6 +99,17 @@ def test_tiny_sweep_end_to_end_and_rerun_semantics(tmp_path, no_stray_stack):
     again = snakemake(wd, "figures/hotel.png")
     assert "Nothing to be done" in again.stdout + again.stderr
 
+    # The report: the figure, its caption (what, sweep, profile, commit) and the stage runtimes.
+    snakemake(wd, "--report", "report.html", "figures/hotel.png")
+    html = (wd / "report.html").read_text()
+    assert "hotel.png" in html and "data:image/png" in html
+    assert "Hotel reservation (halfmoon, experiment hotel)" in html and "qps = 20 / 40" in html
+    assert "provider local, deployer process, load from openloop on controller" in html
+    commit = json.loads(manifests[0].read_text())["git"]["commit"]
+    assert commit[:10] in html
+    for stage in ("provision", "deploy", "warmup", "run", "collect"):
+        assert f'"{stage}"' in html, f"no runtime of {stage} in the report"
+
     # Delete one point: exactly that point's jobs run again (+ summary and figure).
     victim = wd / "results" / "hotel" / "boki" / "qps40"
     before = {p: p.stat().st_mtime for p in manifests if not str(p).startswith(str(victim))}

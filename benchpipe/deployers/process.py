@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,10 @@ class ProcessDeployer:
     def handle(self, stack: ProcessStack, lease: str) -> dict[str, Any]:
         """What another job needs to reach, check and stop this stack; from now on the lease, not
         this job, keeps it (the pid file says so, for reap_stale)."""
+        # As they run now: a wrapper (sh -c '...; exec ...') has become the service by readiness.
+        for name, pid in stack.pids.items():
+            if stack.exited(name) is None:
+                stack.cmdlines[name] = _cmdline(pid) or stack.cmdlines[name]
         self._write_pids(stack, owner=-1, lease=lease)
         return {
             "endpoint": stack.endpoint,
@@ -238,6 +243,24 @@ class ProcessDeployer:
 
     def check_healthy(self, stack: ProcessStack) -> None:
         self._check_alive(stack)
+
+    def completed_counter(self, stack: ProcessStack) -> Callable[[], int]:
+        """Calls completed so far (lines of async_results), read incrementally: for progress."""
+        state = {"offset": 0, "n": 0}
+
+        def count() -> int:
+            try:
+                with open(stack.results_path, "rb") as f:
+                    f.seek(state["offset"])
+                    chunk = f.read()
+            except FileNotFoundError:
+                return state["n"]
+            end = chunk.rfind(b"\n") + 1  # whole lines only
+            state["offset"] += end
+            state["n"] += chunk.count(b"\n", 0, end)
+            return state["n"]
+
+        return count
 
     def wait_ready(self, stack: ProcessStack, timeout_s: float) -> None:
         url = stack.endpoint + stack.ready_path

@@ -13,6 +13,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,19 @@ class SwarmDeployer:
             return int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
 
         return wait_for_count(count, expected, timeout_s, 0.3)
+
+    def completed_counter(self, stack: SwarmStack) -> Callable[[], int]:
+        """Calls completed so far, counted on the gateway's host at most every 5 s: for progress."""
+        path = shlex.quote(f"{stack.point_dir}/async_results")
+        state = {"t": 0.0, "n": 0}
+
+        def count() -> int:
+            if time.monotonic() - state["t"] >= 5:
+                state["t"] = time.monotonic()
+                state["n"] = int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
+            return state["n"]
+
+        return count
 
     def fetch(self, stack: SwarmStack, dest: Path) -> list[Path]:
         self.check_healthy(stack)  # a service that crashed mid-point fails the point
