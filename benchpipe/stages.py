@@ -135,7 +135,10 @@ def _held_stack(
         rec = lease.require(holder)
         fresh = rec.get("stack") is None
         if fresh:
+            from benchpipe.clusters import ensure_cluster
+
             log.info("the point's stack was stopped by a failed attempt: deploying a fresh one")
+            cluster = ensure_cluster(config, spec)  # replaced if a machine was lost (aws)
             stack = _start(spec, cluster, lease, holder, timing, log_dir)
         else:
             stack = deployer.attach(rec["stack"])
@@ -290,6 +293,8 @@ def _fail(deployer: Any, stack: Any, lease: Lease, holder: str, log_dir: Path | 
             log.error("stack logs collected in %s", log_dir / "stack")
     try:
         deployer.stop(stack)
+    except Exception as e:  # the stage's own error is the one to report (a lost host fails both)
+        log.error("stopping the stack failed too: %s", e)
     finally:
         with contextlib.suppress(Exception):
             if final:
