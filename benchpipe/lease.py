@@ -91,7 +91,7 @@ class Lease:
         (a killed Snakemake: nobody would ever run the holder's next stage)."""
         t0 = time.monotonic()
         said = -say_every_s
-        scheduler = _grandparent()
+        scheduler = scheduler_pid()
         while True:
             rec = self.try_acquire(holder)
             if rec is not None:
@@ -103,10 +103,11 @@ class Lease:
                 said = time.monotonic()
                 other = self.read() or {}
                 log.info(
-                    "cluster %s is held by point %s (deployed, not yet collected); waiting. "
-                    "If no run is measuring it, `snakemake teardown` in its results folder releases it",
+                    "cluster %s is held by point %s (deployed, not yet collected); waiting while the run (pid %d) "
+                    "goes on. If no run is measuring it, `snakemake teardown` in its results folder releases it",
                     self.key,
                     other.get("holder"),
+                    scheduler,
                 )
             if scheduler > 1 and not _alive(scheduler):
                 raise LeaseHeld(
@@ -164,8 +165,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _grandparent() -> int:
-    """The process that started this job's shell (Snakemake, for a rule's job)."""
+def announce_scheduler() -> None:
+    """Called by the Snakemake process as it parses the workflow: its jobs inherit the variable."""
+    os.environ["BENCHPIPE_SCHEDULER_PID"] = str(os.getpid())
+
+
+def scheduler_pid() -> int:
+    """The Snakemake that started this job: it says so in the environment (rules/common.smk);
+    else the process that started this job's shell."""
+    if os.environ.get("BENCHPIPE_SCHEDULER_PID", "").isdigit():
+        return int(os.environ["BENCHPIPE_SCHEDULER_PID"])
     try:
         return int(Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):

@@ -190,17 +190,17 @@ def run(config: dict[str, Any], deployed: Path, warmed: Path, out: Path, log_dir
     timing: dict[str, Any] = {}
     out.mkdir(parents=True, exist_ok=True)
     try:
-        cluster = None
-        try:
-            with _held_stack(config, deployed, log_dir, final, timing) as (spec, cluster, deployer, stack, fresh):
+        with _held_stack(config, deployed, log_dir, final, timing) as (spec, cluster, deployer, stack, fresh):
+            try:
                 # The warm-up's effect dies with its stack: a fresh stack is warmed up again.
                 warm_sent = _warm(spec, deployer, stack, out, timing) if fresh else _warmup_sent(warmed)
                 _measure(spec, deployer, stack, out, timing, warm_sent)
-        except Exception as e:
-            if cluster is not None:
+            except Exception as e:
                 check_still_whole(config, cluster, e)  # a lost host is the better explanation
-            raise
-        check_still_whole(config, cluster)
+                raise
+            # Inside the stack's block: a machine lost during the point fails it like any error
+            # (stack stopped; the retry deploys afresh, on a replacement cluster where there is one).
+            check_still_whole(config, cluster)
         # The machines that measured this point, for its manifest (the cluster may be replaced later).
         cluster.save(out / "cluster.json")
         earlier = {**_load(deployed, "deployment").get("timing", {}), **_timing(warmed)}

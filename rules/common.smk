@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from benchpipe.clusters import cluster_file, teardown_all, teardown_cluster
 from benchpipe.cost import machines_vcpus
 from benchpipe.diskspace import shortage
+from benchpipe.lease import announce_scheduler
 from benchpipe.experiment import experiment_files, load_experiment, suite_experiments
 from benchpipe.plan import (
     STACK_STAGES,
@@ -52,6 +53,9 @@ try:
             FIGURES[_f["name"]] = _exp
 except ConfigError as e:
     raise WorkflowError(f"Invalid configuration:\n{e}") from None
+
+# A deploy waiting for its cluster stops waiting once this Snakemake is gone.
+announce_scheduler()
 
 R = config["results_dir"]
 F = config["figures_dir"]

@@ -41,7 +41,9 @@ def harness_processes(mine_only: bool = False, patterns: tuple[str, ...] = HARNE
 
     def ours(pid: int) -> bool:
         if parents.get(pid) == 1:
-            return True
+            # Orphaned on purpose (a point's stack between its stage jobs) or by a kill: ours if it
+            # was started with this session's state folder (other sessions may share the machine).
+            return _same_session(pid)
         while pid in parents and pid > 1:
             if pid == me:
                 return True
@@ -49,6 +51,17 @@ def harness_processes(mine_only: bool = False, patterns: tuple[str, ...] = HARNE
         return False
 
     return [line for line in found if ours(int(line.split()[0]))]
+
+
+def _same_session(pid: int) -> bool:
+    mine = os.environ.get("BENCHPIPE_PID_DIR")
+    if not mine:
+        return True
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"BENCHPIPE_PID_DIR={mine}".encode() in env
 
 
 def stack_processes(mine_only: bool = False) -> list[str]:
