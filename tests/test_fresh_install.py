@@ -68,7 +68,8 @@ def fresh_machine():
     name = f"benchpipe-fresh-install-{uuid.uuid4().hex[:8]}"
     # The host's trust store, so that a TLS-inspecting proxy the host trusts is trusted inside too.
     cas = ["-v", f"{HOST_CAS}:{HOST_CAS}:ro"] if Path(HOST_CAS).is_file() else []
-    started = docker("run", "-d", "--name", name, "--network", "host", *cas, BASE, "sleep", "infinity")
+    # --rm and a finite sleep: a container left by a killed test run goes away by itself.
+    started = docker("run", "-d", "--rm", "--name", name, "--network", "host", *cas, BASE, "sleep", "1800")
     assert started.returncode == 0, started.stderr
     try:
         yield name
