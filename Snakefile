@@ -1,8 +1,21 @@
 # benchpipe: provision -> deploy -> warmup -> run -> collect -> summarize -> plot.
 # Rules are thin; the logic is in the `benchpipe` package. Nothing here names an experiment.
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# Jobs run `python -m benchpipe` with the python that runs Snakemake (.venv/bin/snakemake works
+# without an activated venv), never an older benchpipe of whichever python comes first on PATH.
+envvars:
+    "PATH",
+
+
+_bin = os.path.dirname(sys.executable)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _bin:
+    os.environ["PATH"] = os.pathsep.join([_bin, os.environ.get("PATH", "")])
 
 
 configfile: "config/config.yaml"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, starts the local test bed (dockerd with a
-# single-node swarm, sshd on 127.0.0.1), runs every test, and stops what it started.
+# The test command: installs what the tests need (into .venv: scripts/install.sh), starts the local
+# test bed (dockerd with a single-node swarm, sshd on 127.0.0.1), runs every test with the venv's
+# python, and stops what it started.
 # Usage: bash scripts/test.sh [pytest args]   (e.g. -m "not slow and not docker" for the quick subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
+# The tests and the snakemake runs they start use the venv's python (and its snakemake, pytest).
+. .venv/bin/activate
 started=0
 cleanup() { if [ "$started" = 1 ] && [ -x testbed/down.sh ]; then bash testbed/down.sh || true; fi; }
 trap cleanup EXIT
@@ -15,7 +18,7 @@ if [ -x testbed/up.sh ]; then
   [ -f "${BENCHPIPE_TESTBED_ENV:-/tmp/benchpipe-testbed/env}" ] && set -a && . "${BENCHPIPE_TESTBED_ENV:-/tmp/benchpipe-testbed/env}" && set +a
 fi
 set +e
-python3 -m pytest -ra "$@"
+python -m pytest -ra "$@"
 rc=$?
 set -e
 # pytest's 5 means no test ran: a failure for us.

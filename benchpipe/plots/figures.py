@@ -36,7 +36,9 @@ def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart:
         tooltip = ["label:N", f"{fig['x']['field']}:Q", alt.Tooltip("_y:Q", title=panel["title"], format=".2f")]
         if "fell_behind" in data.columns:
             tooltip += ["achieved_rps:Q", "fell_behind:N"]
-        shape = alt.Shape("label:N", sort=order, legend=None)
+        # Same field, title, order and domain as the colour: Vega-Lite merges them into one legend
+        # whose symbols are the series' markers (shape and colour), not default circles.
+        shape = alt.Shape("label:N", title=None, sort=order, scale=alt.Scale(domain=order))
         pts = base.mark_point(size=70, filled=True, strokeWidth=2).encode(shape=shape, tooltip=tooltip, stroke=color)
         if "fell_behind" in data.columns:
             pts = pts.encode(fill=alt.condition("datum.fell_behind", alt.value("white"), color))
