@@ -48,6 +48,7 @@ from benchpipe.model import GeneratorReport, Mix, write_json_atomic
 HIST_MAX_US = 3_600_000_000  # one hour
 HIST_DIGITS = 3
 SUB_BUCKET_BITS = 11  # 3 significant digits: 2048 sub-buckets per power of two
+N_BUCKETS = (HIST_MAX_US.bit_length() - SUB_BUCKET_BITS + 2) << (SUB_BUCKET_BITS - 1)
 MIN_TIMER_S = 0.001  # libuv timers tick in ms: a shorter sleep would spin the loop
 FLUSH_S = 0.25  # how often recorded latencies are folded into the histograms
 POOL_LATENCY_S = 0.004  # initial pool: the connections rate x this much latency keeps busy
@@ -71,19 +72,35 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(1, HIST_MAX_US, HIST_DIGITS)
 
 
-def fold(values: list[int], hist: HdrHistogram) -> None:
-    """Record a batch of microsecond values with one call per histogram bucket: each value is cut to
-    the lowest value of its bucket (the sub-bucket holds SUB_BUCKET_BITS significant bits) and
-    counted, which records exactly what one call per value would."""
-    if not values:
-        return
-    v = np.clip(np.asarray(values, dtype=np.int64), 1, HIST_MAX_US)
-    values.clear()
-    bits = np.frexp(v.astype(np.float64))[1]  # bit length, exact below 2**53
-    shift = np.maximum(bits - SUB_BUCKET_BITS, 0)
-    lowest, counts = np.unique((v >> shift) << shift, return_counts=True)
-    for value, n in zip(lowest.tolist(), counts.tolist(), strict=True):
-        hist.record_value(value, n)
+class Recorder:
+    """Durations in seconds, appended per request and counted in HdrHistogram buckets with numpy a
+    few times a second, so the per-request cost is one list append. A bucket is identified as the
+    HdrHistogram does it (microseconds, SUB_BUCKET_BITS significant bits), so the histogram built
+    at the end equals the one recording each value would have given."""
+
+    def __init__(self) -> None:
+        self.pending: list[float] = []
+        self.counts = np.zeros(N_BUCKETS, dtype=np.int64)
+
+    def fold(self) -> None:
+        if not self.pending:
+            return
+        us = np.clip((np.asarray(self.pending) * 1e6).astype(np.int64), 1, HIST_MAX_US)
+        self.pending.clear()
+        shift = np.maximum(np.frexp(us.astype(np.float64))[1] - SUB_BUCKET_BITS, 0)  # bit length - 11
+        self.counts += np.bincount((shift << (SUB_BUCKET_BITS - 1)) + (us >> shift), minlength=N_BUCKETS)
+
+    def histogram(self) -> HdrHistogram:
+        self.fold()
+        hist = new_histogram()
+        for idx in np.flatnonzero(self.counts).tolist():
+            shift = max(0, (idx >> (SUB_BUCKET_BITS - 1)) - 1)
+            hist.record_value((idx - (shift << (SUB_BUCKET_BITS - 1))) << shift, int(self.counts[idx]))
+        return hist
+
+
+def encoded(hist: HdrHistogram) -> str:
+    return hist.encode().decode() if hist.get_total_count() else ""
 
 
 class _Conn(asyncio.Protocol):
@@ -94,7 +111,6 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.busy = False
-        self.timed_out = False
         self.due = 0.0
         self.kind = 0
 
@@ -103,10 +119,16 @@ class _Conn(asyncio.Protocol):
         self.shard.opened(self)
 
     def send(self, due: float, kind: int, data: bytes) -> None:
+        # The send lag counts to the write, so a request that waited for a free connection is late.
+        shard = self.shard
+        lag = time.perf_counter() - due
+        shard.lags.append(lag)
+        if lag > shard.max_lag:
+            shard.max_lag = lag
         self.busy = True
         self.due = due
         self.kind = kind
-        self.shard.inflight += 1
+        shard.inflight += 1
         self.transport.write(data)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
@@ -126,7 +148,7 @@ class _Conn(asyncio.Protocol):
         status = self.parser.get_status_code()
         if 200 <= status < 300:
             shard.completed += 1
-            shard.latencies.append(int((now - self.due) * 1e6))
+            shard.latencies.append(now - self.due)
         else:
             shard.errors += 1
             if not shard.first_error:
@@ -196,11 +218,11 @@ class _Shard:
         self.sent = self.completed = self.errors = self.timeouts = 0
         self.first_error = ""
         self.per_kind = [0] * len(source.names)
-        self.latencies: list[int] = []
-        self.lags: list[int] = []
+        self.latency = Recorder()
+        self.lag = Recorder()
+        self.latencies = self.latency.pending  # appended to per request
+        self.lags = self.lag.pending
         self.max_lag = 0.0
-        self.hist = new_histogram()
-        self.lag_hist = new_histogram()
         self.done: asyncio.Future[None] = self.loop.create_future()
 
     # -- the pool -------------------------------------------------------------------------------
@@ -256,12 +278,8 @@ class _Shard:
         """Send every request that is due, then sleep until the next one is."""
         now = time.perf_counter()
         due = self.next_due
-        source, idle, backlog, per_kind, lags = self.source, self.idle, self.backlog, self.per_kind, self.lags
+        source, idle, backlog, per_kind = self.source, self.idle, self.backlog, self.per_kind
         while due <= now:
-            lag = now - due
-            lags.append(int(lag * 1e6))
-            if lag > self.max_lag:
-                self.max_lag = lag
             kind, data = source.next()
             per_kind[kind] += 1
             self.sent += 1
@@ -287,8 +305,8 @@ class _Shard:
 
     def housekeeping(self) -> None:
         """Fold recorded values into the histograms; time out requests older than timeout_s."""
-        fold(self.latencies, self.hist)
-        fold(self.lags, self.lag_hist)
+        self.latency.fold()
+        self.lag.fold()
         limit = time.perf_counter() - self.timeout
         while self.backlog and self.backlog[0][0] < limit:
             self.backlog.popleft()
@@ -334,16 +352,14 @@ class _Shard:
         await self.done
         for conn in list(self.conns):
             conn.transport.close()  # type: ignore[union-attr]
-        fold(self.latencies, self.hist)
-        fold(self.lags, self.lag_hist)
         return ShardResult(
             sent=self.sent,
             completed=self.completed,
             errors=self.errors,
             timeouts=self.timeouts,
             max_lag_s=self.max_lag,
-            histogram=self.hist.encode().decode() if self.hist.get_total_count() else "",
-            lag_histogram=self.lag_hist.encode().decode() if self.lag_hist.get_total_count() else "",
+            histogram=encoded(self.latency.histogram()),
+            lag_histogram=encoded(self.lag.histogram()),
             connections=self.peak_conns,
             per_kind=dict(zip(self.source.names, self.per_kind, strict=True)),
             first_error=self.first_error,
