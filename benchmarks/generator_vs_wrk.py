@@ -106,8 +106,13 @@ def probe(url: str, mix: Mix, procs: int, rate: float, seconds: int, out: Path) 
 
 def top_rate(url: str, mix: Mix, procs: int, start: float, seconds: int, out: Path) -> float:
     best, rate = 0.0, start
-    while probe(url, mix, procs, rate, seconds, out):
-        best, rate = rate, rate * 1.25
+    while rate >= 100 and not probe(url, mix, procs, rate, seconds, out):
+        rate /= 1.25  # the first rate was too high: down until one is sustained
+    if rate < 100:
+        return 0.0
+    while probe(url, mix, procs, rate * 1.25, seconds, out):
+        rate *= 1.25
+    best, rate = rate, rate * 1.25
     if best:
         mid = (best + rate) / 2
         if probe(url, mix, procs, mid, seconds, out):
@@ -133,7 +138,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--processes", default="1,2", help="process counts to try, comma-separated")
     ap.add_argument("--start", type=float, default=10000, help="first rate tried")
-    ap.add_argument("--server-loop", choices=["uvloop", "asyncio"], default="uvloop", help="the endpoint's event loop")
+    ap.add_argument("--server-loop", choices=["asyncio", "uvloop"], default="asyncio", help="the endpoint's event loop")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk not found: apt-get install -y wrk")
@@ -155,6 +160,9 @@ def main() -> int:
         best = {p: top_rate(url, mix, p, args.start, args.seconds, out) for p in map(int, args.processes.split(","))}
         procs = max(best, key=lambda p: best[p])
         top = best[procs]
+        if not top:
+            print("the built-in generator sustained no rate tried")
+            return 1
         half = OpenLoopGenerator({"processes": procs}).run(url, mix, top / 2, 2 * args.seconds, out, "half")
         wh = wrk(url, args.seconds, max(1, half.connections), script)
         print()
