@@ -109,6 +109,8 @@ def test_connection_refused_is_an_error(tmp_path):
     rep = OpenLoopGenerator({}).run(f"http://127.0.0.1:{port}", mix("/ok"), 20, 1.0, tmp_path, "r")
     assert rep.sent == 20 and rep.errors == 20 and rep.completed == 0
     assert rep.fell_behind and "ConnectionRefusedError" in rep.fell_behind_reason
+    rep = OpenLoopGenerator({}).run("http://no-such-host.invalid:80", mix("/ok"), 10, 1.0, tmp_path, "r")
+    assert rep.errors == 10 and rep.completed == 0 and "gaierror" in rep.fell_behind_reason
 
 
 def test_server_closing_connections(server, tmp_path):

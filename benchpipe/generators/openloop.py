@@ -24,11 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import math
 import multiprocessing as mp
 import os
 import random
+import socket
 import ssl
 import sys
 import time
@@ -195,6 +197,7 @@ class _Shard:
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or (443 if url.scheme == "https" else 80)
         self.ssl = ssl.create_default_context() if url.scheme == "https" else None
+        self.addr = ""
         self.source = source
         base = f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}"
         self.urls = [base + p for p in settings["_paths"]]
@@ -261,7 +264,7 @@ class _Shard:
 
     async def connect(self) -> None:
         try:
-            await self.loop.create_connection(lambda: _Conn(self), self.host, self.port, ssl=self.ssl)
+            await self.open_one()
         except OSError as e:
             self.connecting -= 1
             # The request that asked for this connection fails, as a client library's would.
@@ -271,6 +274,11 @@ class _Shard:
                 self.first_error = self.first_error or f"{e.__class__.__name__}: {e}"
             self.grow()
             self.check_done()
+
+    async def open_one(self) -> Any:
+        host = self.addr or self.host  # resolved once: new connections skip the resolver
+        tls = {"ssl": self.ssl, "server_hostname": self.host} if self.ssl else {}
+        return await self.loop.create_connection(lambda: _Conn(self), host, self.port, **tls)
 
     # -- the schedule ---------------------------------------------------------------------------
 
@@ -331,13 +339,13 @@ class _Shard:
             self.done.set_result(None)
 
     async def run(self) -> ShardResult:
+        with contextlib.suppress(OSError):  # unresolvable: each connection attempt fails and says why
+            infos = await self.loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            self.addr = infos[0][4][0]
         # Open the pool before the clock starts, so the first requests do not pay for connecting.
         self.connecting = self.initial
         await asyncio.gather(
-            *(
-                self.loop.create_connection(lambda: _Conn(self), self.host, self.port, ssl=self.ssl)
-                for _ in range(self.initial)
-            ),
+            *(self.open_one() for _ in range(self.initial)),
             return_exceptions=True,
         )
         self.connecting = 0  # the ones that failed to open
