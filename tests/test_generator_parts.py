@@ -67,3 +67,28 @@ def test_kinds_drawn_by_weight_and_each_kind_has_its_own_bytes():
     assert abs(share_a - 0.75) < 4 * (0.75 * 0.25 / len(draws)) ** 0.5
     assert {raw.split(b" ")[1] for _, raw in draws} == {b"/a", b"/b"}
     assert all(raw.split(b" ")[1] == f"/{src.names[k]}".encode() for k, raw in draws[:100])
+
+
+def test_alarm_fires_at_the_instant_not_before_and_the_last_set_wins():
+    import asyncio
+    import time
+
+    import uvloop
+
+    from benchpipe.generators.alarm import Alarm
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        fired: list[float] = []
+        alarm = Alarm(loop, lambda: fired.append(time.perf_counter()))
+        assert alarm.fd >= 0  # Linux: the timerfd, not the loop's millisecond timers
+        target = time.perf_counter() + 0.0123
+        alarm.set(target + 1.0)
+        alarm.set(target)  # replaces the first
+        await asyncio.sleep(0.3)
+        alarm.close()
+        return [f - target for f in fired]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        late = runner.run(main())
+    assert len(late) == 1 and 0 <= late[0] < 0.05, late

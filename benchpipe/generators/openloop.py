@@ -7,10 +7,10 @@ late it itself was in sending (send lag, worst and p99) and the rate it achieved
 fell behind is flagged.
 
 Built for throughput: a uvloop event loop, one asyncio Protocol per keep-alive connection with
-httptools parsing the responses, request bytes rendered once per mix kind (request_bytes.py), one
-timer that sends every request due when it fires (libuv timers tick in milliseconds, so a request
-leaves up to ~1 ms after its due time and that counts in its latency), and latencies appended to a
-list that is folded into the HdrHistogram a few times a second. A request due when every
+httptools parsing the responses, request bytes rendered once per mix kind (request_bytes.py), an
+alarm at the next due instant (alarm.py: a timerfd, to ~0.05 ms) that sends every request due
+when it fires, batches of at most one per SEND_BATCH_S, and latencies appended to a list that is
+counted into HdrHistogram buckets a few times a second. A request due when every
 connection is busy waits in a FIFO (its latency still counts from its due time) while a new
 connection opens, up to `max_connections`; the pool starts at about rate x 4 ms connections.
 `processes` spreads the rate over several processes, each offering rate/N with its schedule shifted
@@ -44,6 +44,7 @@ import numpy as np
 import uvloop
 from hdrh.histogram import HdrHistogram
 
+from benchpipe.generators.alarm import Alarm
 from benchpipe.generators.request_bytes import RequestSource, source_for
 from benchpipe.model import GeneratorReport, Mix, write_json_atomic
 
@@ -51,10 +52,9 @@ HIST_MAX_US = 3_600_000_000  # one hour
 HIST_DIGITS = 3
 SUB_BUCKET_BITS = 11  # 3 significant digits: 2048 sub-buckets per power of two
 N_BUCKETS = (HIST_MAX_US.bit_length() - SUB_BUCKET_BITS + 2) << (SUB_BUCKET_BITS - 1)
-MIN_TIMER_S = 0.001  # libuv timers tick in ms: a shorter sleep would spin the loop
-# Between timer ticks, requests that fell due go out when a response is processed, but at most
-# every SEND_BATCH_S: each send wakes the server, and batching them halves those wakeups at high
-# rates while adding at most this much to a request's wait (less than the timer's millisecond).
+# Due requests go out in batches at most every SEND_BATCH_S, woken by the alarm or riding on the
+# processing of a response: each send wakes the server, and at high rates batching them halves
+# those wake-ups while adding at most this much to a request's wait.
 SEND_BATCH_S = 0.00025
 FLUSH_S = 0.25  # how often recorded latencies are folded into the histograms
 POOL_LATENCY_S = 0.004  # initial pool: the connections rate x this much latency keeps busy
@@ -220,7 +220,7 @@ class _Shard:
         self.inflight = 0
         self.i = 0
         self.next_due = math.inf  # nothing is due before the clock starts
-        self.timer: asyncio.TimerHandle | None = None
+        self.alarm = Alarm(self.loop, self.tick)
         self.last_tick = 0.0
         self.start = 0.0
         self.sent = self.completed = self.errors = self.timeouts = 0
@@ -305,12 +305,8 @@ class _Shard:
         self.i, self.next_due = i, due
         if i >= n:
             self.check_done()
-        elif self.timer is None:
-            self.timer = self.loop.call_later(max(due - now, MIN_TIMER_S), self.on_timer)
-
-    def on_timer(self) -> None:
-        self.timer = None
-        self.tick()
+        else:
+            self.alarm.set(max(due, now + SEND_BATCH_S))
 
     def housekeeping(self) -> None:
         """Fold recorded values into the histograms; time out requests older than timeout_s."""
@@ -359,6 +355,7 @@ class _Shard:
             self.finish()
         self.loop.call_later(min(FLUSH_S, self.timeout / 10), self.housekeeping)
         await self.done
+        self.alarm.close()
         for conn in list(self.conns):
             conn.transport.close()  # type: ignore[union-attr]
         return ShardResult(
