@@ -69,7 +69,7 @@ def test_kinds_drawn_by_weight_and_each_kind_has_its_own_bytes():
     assert all(raw.split(b" ")[1] == f"/{src.names[k]}".encode() for k, raw in draws[:100])
 
 
-def test_alarm_fires_at_the_instant_not_before_and_the_last_set_wins():
+def test_alarm_fires_at_the_earliest_instant_set_and_not_before():
     import asyncio
     import time
 
@@ -84,7 +84,8 @@ def test_alarm_fires_at_the_instant_not_before_and_the_last_set_wins():
         assert alarm.fd >= 0  # Linux: the timerfd, not the loop's millisecond timers
         target = time.perf_counter() + 0.0123
         alarm.set(target + 1.0)
-        alarm.set(target)  # replaces the first
+        alarm.set(target)  # earlier: replaces the first
+        alarm.set(target + 0.5)  # later: changes nothing
         await asyncio.sleep(0.3)
         alarm.close()
         return [f - target for f in fired]

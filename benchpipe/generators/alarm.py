@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import math
 import os
 import sys
 import time
@@ -34,13 +35,14 @@ def _timerfd_usable() -> bool:
 
 
 class Alarm:
-    """Calls `callback` once at the instant last given to `set` (a later `set` replaces it)."""
+    """Calls `callback` once at the earliest instant given to `set` since it last fired."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
         self.loop = loop
         self.callback = callback
         self.fd = -1
         self.handle: asyncio.TimerHandle | None = None
+        self.armed = math.inf  # the instant it will fire at
         if _timerfd_usable():
             self.libc = ctypes.CDLL(None, use_errno=True)
             fd = self.libc.timerfd_create(CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)
@@ -50,6 +52,9 @@ class Alarm:
                 loop.add_reader(fd, self._fired)
 
     def set(self, when: float) -> None:
+        if when >= self.armed:
+            return  # it fires earlier anyway (a syscall saved; the callback finds what is due)
+        self.armed = when
         if self.fd >= 0:
             sec = int(when)
             self.spec.it_value.tv_sec = sec
@@ -67,10 +72,12 @@ class Alarm:
             os.read(self.fd, 8)
         except BlockingIOError:
             return  # re-armed after it expired: nothing due yet
+        self.armed = math.inf
         self.callback()
 
     def _timer_fired(self) -> None:
         self.handle = None
+        self.armed = math.inf
         self.callback()
 
     def close(self) -> None:

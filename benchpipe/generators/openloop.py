@@ -9,7 +9,7 @@ fell behind is flagged.
 Built for throughput: a uvloop event loop, one asyncio Protocol per keep-alive connection with
 httptools parsing the responses, request bytes rendered once per mix kind (request_bytes.py), an
 alarm at the next due instant (alarm.py: a timerfd, to ~0.05 ms) that sends every request due
-when it fires, batches of at most one per SEND_BATCH_S, and latencies appended to a list that is
+when it fires (batched at high rates, see ALARM_MIN_S), and latencies appended to a list that is
 counted into HdrHistogram buckets a few times a second. A request due when every
 connection is busy waits in a FIFO (its latency still counts from its due time) while a new
 connection opens, up to `max_connections`; the pool starts at about rate x 4 ms connections.
@@ -52,9 +52,11 @@ HIST_MAX_US = 3_600_000_000  # one hour
 HIST_DIGITS = 3
 SUB_BUCKET_BITS = 11  # 3 significant digits: 2048 sub-buckets per power of two
 N_BUCKETS = (HIST_MAX_US.bit_length() - SUB_BUCKET_BITS + 2) << (SUB_BUCKET_BITS - 1)
-# Due requests go out in batches at most every SEND_BATCH_S, woken by the alarm or riding on the
-# processing of a response: each send wakes the server, and at high rates batching them halves
-# those wake-ups while adding at most this much to a request's wait.
+# Each send wakes the server and each alarm wakes the generator, so at high rates due requests go
+# out in batches: the alarm fires at the next due instant but at most every ALARM_MIN_S, and in
+# between, due requests ride on the processing of a response, at most every SEND_BATCH_S. Below
+# 1/ALARM_MIN_S requests/s every request leaves at its instant; above, it may wait up to that long.
+ALARM_MIN_S = 0.001
 SEND_BATCH_S = 0.00025
 FLUSH_S = 0.25  # how often recorded latencies are folded into the histograms
 POOL_LATENCY_S = 0.004  # initial pool: the connections rate x this much latency keeps busy
@@ -306,7 +308,7 @@ class _Shard:
         if i >= n:
             self.check_done()
         else:
-            self.alarm.set(max(due, now + SEND_BATCH_S))
+            self.alarm.set(max(due, now + ALARM_MIN_S))
 
     def housekeeping(self) -> None:
         """Fold recorded values into the histograms; time out requests older than timeout_s."""
