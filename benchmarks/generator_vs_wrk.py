@@ -165,8 +165,9 @@ def main() -> int:
             return 1
         half = OpenLoopGenerator({"processes": procs}).run(url, mix, top / 2, 2 * args.seconds, out, "half")
         wh = wrk(url, args.seconds, max(1, half.connections), script)
+        w2 = wrk(url, args.seconds, 16, script)  # again: how much the machine's other load moved meanwhile
         print()
-        print(f"wrk throughput: {w['rps']:.0f} requests/s")
+        print(f"wrk throughput: {w['rps']:.0f} requests/s (again at the end: {w2['rps']:.0f})")
         print(
             f"built-in generator, highest sustained rate: {top:.0f} requests/s ({procs} process(es); "
             + ", ".join(f"{p} process(es): {r:.0f}" for p, r in best.items())
