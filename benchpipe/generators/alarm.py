@@ -51,11 +51,12 @@ class Alarm:
                 self.spec = _Itimerspec()
                 loop.add_reader(fd, self._fired)
 
-    def set(self, when: float) -> None:
+    def set(self, when: float, coarse: bool = False) -> None:
+        """`coarse`: the loop's millisecond timer will do (cheaper: no fd to wake on and read)."""
         if when >= self.armed:
             return  # it fires earlier anyway (a syscall saved; the callback finds what is due)
         self.armed = when
-        if self.fd >= 0:
+        if self.fd >= 0 and not coarse:
             sec = int(when)
             self.spec.it_value.tv_sec = sec
             self.spec.it_value.tv_nsec = max(1, int((when - sec) * 1e9))  # zero would disarm it
