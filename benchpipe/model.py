@@ -141,6 +141,8 @@ class GeneratorReport:
     fell_behind: bool = False
     fell_behind_reason: str = ""
     per_kind: dict[str, int] = field(default_factory=dict)
+    send_lag_p99_ms: float = 0.0  # built-in generator: 99th percentile of the send lag
+    connections: int = 0  # built-in generator: connections open at the peak, all processes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

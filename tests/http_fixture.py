@@ -4,6 +4,7 @@ POST /ok         200 at once
 POST /err        500
 POST /slow       answers after 3 s
 POST /stall      200; the first request after 1 s blocks the whole server for 1 s (a GC pause, say)
+POST /close      200 with Connection: close (the server ends every keep-alive connection)
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ async def slow(request: web.Request) -> web.Response:
     return web.Response(text="late")
 
 
+async def close(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(text="bye", headers={"Connection": "close"})
+
+
 async def stall(request: web.Request) -> web.Response:
     global stalled
     await request.read()
@@ -43,7 +49,7 @@ async def stall(request: web.Request) -> web.Response:
 
 def main() -> None:
     app = web.Application()
-    for path, fn in (("/ok", ok), ("/err", err), ("/slow", slow), ("/stall", stall)):
+    for path, fn in (("/ok", ok), ("/err", err), ("/slow", slow), ("/stall", stall), ("/close", close)):
         app.router.add_post(path, fn)
     app.router.add_get("/healthz", ok)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hdrh.histogram import HdrHistogram
 
 from benchpipe.deployers.process import free_port
 from benchpipe.generators.openloop import OpenLoopGenerator
@@ -82,6 +83,37 @@ def test_fell_behind_when_target_unreachable(server, tmp_path):
 
 
 def test_processes_merge_histograms(server, tmp_path):
-    rep = OpenLoopGenerator({"processes": 2}).run(server, mix("/ok"), 300, 3.0, tmp_path, "p")
+    rep = OpenLoopGenerator({"processes": 2}).run(server, mix("/stall", a=0.5, b=0.5), 300, 3.0, tmp_path, "p")
     assert rep.sent == 900 and rep.completed == 900
     assert abs(rep.achieved_rate - 300) / 300 < 0.02
+    assert sum(rep.per_kind.values()) == 900 and set(rep.per_kind) == {"a", "b"}
+    merged = HdrHistogram.decode(rep.histogram)
+    assert merged.get_total_count() == 900
+    # The stall hit the one server both processes talk to: the merged tail holds both shares'
+    # stalled requests (each process alone would offer ~150 of the ~300 due during the second).
+    assert rep.p99_ms > 800
+    assert rep.max_ms == merged.get_max_value() / 1e3
+
+
+def test_waiting_for_a_connection_counts_as_send_lag(server, tmp_path):
+    # Four connections, all held by the 1 s stall: the requests due meanwhile wait for one, so they
+    # leave up to a second late, and the generator says it fell behind its schedule.
+    rep = OpenLoopGenerator({"max_connections": 4}).run(server, mix("/stall"), 100, 3.0, tmp_path, "w")
+    assert rep.completed == 300
+    assert rep.max_send_lag_ms > 500 and rep.connections <= 4
+    assert rep.fell_behind and "send lag" in rep.fell_behind_reason
+
+
+def test_connection_refused_is_an_error(tmp_path):
+    port = free_port("127.0.0.1")  # nothing listens there
+    rep = OpenLoopGenerator({}).run(f"http://127.0.0.1:{port}", mix("/ok"), 20, 1.0, tmp_path, "r")
+    assert rep.sent == 20 and rep.errors == 20 and rep.completed == 0
+    assert rep.fell_behind and "ConnectionRefusedError" in rep.fell_behind_reason
+    rep = OpenLoopGenerator({}).run("http://no-such-host.invalid:80", mix("/ok"), 10, 1.0, tmp_path, "r")
+    assert rep.errors == 10 and rep.completed == 0 and "gaierror" in rep.fell_behind_reason
+
+
+def test_server_closing_connections(server, tmp_path):
+    # Every answer says Connection: close: each request needs a new connection, none is lost.
+    rep = OpenLoopGenerator({}).run(server, mix("/close"), 100, 2.0, tmp_path, "c")
+    assert rep.completed == 200 and rep.errors == 0 and not rep.fell_behind, rep.fell_behind_reason
