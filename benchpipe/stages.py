@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchpipe import progress, registry
+from benchpipe.errors import HostLost
 from benchpipe.lease import Lease, all_leases
 from benchpipe.model import Cluster, Mix, write_json_atomic
 
@@ -110,6 +111,8 @@ def deploy(config: dict[str, Any], provisioned: Path, out: Path, log_dir: Path, 
         _start(spec, cluster, lease, holder, timing, log_dir)
     except BaseException as e:
         _give_up(lease, holder, final, e)
+        if isinstance(e, Exception):
+            _explain(config, cluster, e)
         raise
     handle = (lease.read() or {}).get("stack")
     write_json_atomic(
@@ -150,6 +153,8 @@ def _held_stack(
             _fail(deployer, stack, lease, holder, log_dir, final)
         else:
             _give_up(lease, holder, final, e)
+        if isinstance(e, Exception):
+            _explain(config, cluster, e)
         raise
 
 
@@ -196,7 +201,7 @@ def run(config: dict[str, Any], deployed: Path, warmed: Path, out: Path, log_dir
                 warm_sent = _warm(spec, deployer, stack, out, timing) if fresh else _warmup_sent(warmed)
                 _measure(spec, deployer, stack, out, timing, warm_sent)
             except Exception as e:
-                check_still_whole(config, cluster, e)  # a lost host is the better explanation
+                _explain(config, cluster, e)
                 raise
             # Inside the stack's block: a machine lost during the point fails it like any error
             # (stack stopped; the retry deploys afresh, on a replacement cluster where there is one).
@@ -301,6 +306,14 @@ def _fail(deployer: Any, stack: Any, lease: Lease, holder: str, log_dir: Path | 
                 lease.release(holder)
             else:
                 lease.set_stack(holder, None, None)
+
+
+def _explain(config: dict[str, Any], cluster: Cluster, error: Exception) -> None:
+    """A machine lost during the stage is the better explanation of its failure (raised if so)."""
+    from benchpipe.clusters import check_still_whole
+
+    if not isinstance(error, HostLost):
+        check_still_whole(config, cluster, error)
 
 
 def _give_up(lease: Lease, holder: str, final: bool, error: BaseException) -> None:
