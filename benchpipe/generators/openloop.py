@@ -20,12 +20,13 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from benchpipe.generators import templates
 from benchpipe.model import GeneratorReport, Mix, write_json_atomic
 
 HIST_MAX_US = 3_600_000_000  # one hour
@@ -64,6 +65,7 @@ async def _drive(
     names = [k.name for k, _ in kinds]
     weights = [w for _, w in kinds]
     bodies = {k.name: (target.rstrip("/") + k.path, json.dumps(k.body).encode()) for k, _ in kinds}
+    new_body = templates.body_function(mix, rng)  # a fresh body per request where the entry has vars
     n = round(rate * duration_s)
     due = _schedule(n, rate, offset_s, bool(settings.get("poisson", False)), rng)
     choice = rng.choices(names, weights=weights, k=n)
@@ -77,7 +79,7 @@ async def _drive(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
 
         async def one(kind: str, due_at: float) -> None:
-            url, body = bodies[kind]
+            url, body = bodies[kind][0], new_body(kind)
             try:
                 async with session.post(url, data=body) as resp:
                     await resp.read()
@@ -135,7 +137,7 @@ class OpenLoopGenerator:
             raise ValueError(f"open-loop load needs a rate and a duration > 0, got rate={rate} duration={duration_s}")
         procs = _processes(self.settings.get("processes", 1))
         seed = int(self.settings.get("seed", 1))
-        mix_cfg = {"kinds": [{"name": k.name, "weight": k.weight, "path": k.path, "body": k.body} for k in mix.kinds]}
+        mix_cfg = {"kinds": [asdict(k) for k in mix.kinds]}
         jobs = [
             (target, mix_cfg, rate / procs, duration_s, i / rate, self.settings, seed * 1000 + i) for i in range(procs)
         ]
