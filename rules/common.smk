@@ -8,7 +8,13 @@ from snakemake.exceptions import WorkflowError
 from benchpipe.clusters import teardown_all
 from benchpipe.cost import machines_vcpus
 from benchpipe.diskspace import shortage
-from benchpipe.experiment import experiment_files, load_experiment, suite_experiments
+from benchpipe.experiment import (
+    check_figure_references,
+    experiment_files,
+    figure_experiments,
+    load_experiment,
+    suite_experiments,
+)
 from benchpipe.plan import (
     experiments_for_targets,
     invocation,
@@ -46,6 +52,7 @@ try:
                     f"got {_f['name']!r} (also in {FIGURES[_f['name']].source})"
                 )
             FIGURES[_f["name"]] = _exp
+    check_figure_references(EXPERIMENTS)
 except ConfigError as e:
     raise WorkflowError(f"Invalid configuration:\n{e}") from None
 
@@ -90,7 +97,17 @@ if DRYRUN:
     print(
         plan_text(
             experiments_for_targets(
-                TARGETS, FIGURES, [EXPERIMENTS[e] for e in config["experiments"]]
+                TARGETS,
+                {
+                    name: [
+                        EXPERIMENTS[e]
+                        for e in figure_experiments(
+                            next(f for f in exp.data["figures"] if f["name"] == name), exp.name
+                        )
+                    ]
+                    for name, exp in FIGURES.items()
+                },
+                [EXPERIMENTS[e] for e in config["experiments"]],
             ),
             Path(R),
             REPS,
@@ -154,7 +171,10 @@ def get_stale_mark(wildcards):
 
 
 def get_figure_summary(wildcards):
-    return f"{R}/{FIGURES[wildcards.figure].name}/summary.parquet"
+    """The summaries a figure draws: its experiment's first, then its panels' and reference lines'."""
+    exp = FIGURES[wildcards.figure]
+    fig = next(f for f in exp.data["figures"] if f["name"] == wildcards.figure)
+    return [f"{R}/{name}/summary.parquet" for name in figure_experiments(fig, exp.name)]
 
 
 def get_figure_experiment(wildcards):
