@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from mu2sls.apps import APPS
+from mu2sls.store import Store
 from mu2sls.web import INTERNAL, Handler, Pool, Server
 
 HOST_SUFFIX = ".default.example.com"
@@ -66,6 +67,7 @@ class Ingress:
 
     def start_services(self, ingress_port: int) -> None:
         Path(self.store).unlink(missing_ok=True)
+        Store(self.store)  # created (WAL mode, table) once, before the services open it together
         for name, port in self.ports.items():
             log = open(self.state_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
             argv = [sys.executable, "-m", "mu2sls.service", "--app", self.args.app, "--service", name]
