@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,6 +16,11 @@ INTERNAL = "X-Mu2sls-Internal"  # set on service-to-service calls (the ingress l
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # an open-loop burst must queue, not be refused
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (its timeout) closed the connection: not the server's error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class Handler(BaseHTTPRequestHandler):
