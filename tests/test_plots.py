@@ -115,7 +115,7 @@ def test_mu2sls_fig10_row_of_panels_with_error_bars_reference_lines_and_y_limit(
         layers = _layers(panel)
         line = layers[0]
         assert line["encoding"]["y"]["scale"]["domain"] == [0, 400] and line["mark"]["clip"] is True
-        rows = datasets[line["data"]["name"]]
+        rows = datasets[panel["data"]["name"]]  # the panel's layers share its data
         # Only this panel's experiment and the figure's three series.
         assert {r["experiment"] for r in rows} == {exp}
         assert {r["label"] for r in rows} == {"unsafe (w FT)", "μ2sls (w/o OD)", "μ2sls"}

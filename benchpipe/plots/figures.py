@@ -61,8 +61,12 @@ def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart | alt.HConc
     for i, (panel, data) in enumerate(zip(fig["panels"], datas, strict=True)):
         y_max = panel.get("y_max", fig.get("y_max"))
         y_scale = alt.Scale(domain=[0, y_max]) if y_max else alt.Undefined
-        x = alt.X(f"{fig['x']['field']}:Q", title=fig["x"]["title"])
+        x = alt.X(f"{fig['x']['field']}:Q", title=fig["x"]["title"], scale=alt.Scale(zero=True))
         base = alt.Chart(data).encode(x=x, y=alt.Y("_y:Q", title=panel["title"], scale=y_scale), color=color)
+        if "offered_rps" in data.columns and fig["x"]["field"] != "offered_rps":
+            # Points joined in sweep order, as the paper's plots: a saturated point whose achieved
+            # throughput dropped sends the line back to the left.
+            base = base.encode(order=alt.Order("offered_rps:Q"))
         tooltip = ["label:N", f"{fig['x']['field']}:Q", alt.Tooltip("_y:Q", title=panel["title"], format=".2f")]
         if "fell_behind" in data.columns:
             tooltip += ["achieved_rps:Q", "fell_behind:N"]
@@ -85,7 +89,9 @@ def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart | alt.HConc
                 .mark_rule(strokeDash=[6, 4], color="black")
                 .encode(
                     x=alt.X("_x:Q"),
-                    strokeDash=alt.StrokeDash("reference:N", title=None, legend=alt.Legend(orient="bottom")),
+                    strokeDash=alt.StrokeDash(
+                        "reference:N", title=None, scale=alt.Scale(range=[[6, 4]]), legend=alt.Legend(orient="bottom")
+                    ),
                     tooltip=["reference:N", alt.Tooltip("_x:Q", title=fig["x"]["title"], format=".1f")],
                 )
             )
