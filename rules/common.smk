@@ -59,7 +59,11 @@ except ConfigError as e:
 R = config["results_dir"]
 F = config["figures_dir"]
 REPS = config["repetitions"]
-CONFIG_JSON = json.dumps(config, sort_keys=True)
+# What summaries and figures need: not `suite` / `experiments`, which only choose what rule all
+# builds (switching suites must not redo another suite's summaries and figures).
+CONFIG_JSON = json.dumps(
+    {k: v for k, v in config.items() if k not in ("suite", "experiments")}, sort_keys=True
+)
 # What point jobs need of the configuration: a change elsewhere must not re-measure them.
 CLUSTER_CONFIG_JSON = json.dumps(
     {k: config[k] for k in ("provider", "results_dir", "run_id", "experiments_dir")},
