@@ -224,16 +224,18 @@ local function random_chars(n, alphabet)
   return table.concat(t)
 end
 -- UUIDs come from their own generator, seeded per thread from the clock: fresh in every run.
-local uuid_state = 0
+-- MINSTD (Park-Miller): every product stays below 2^53, exact in Lua 5.1's doubles.
+local uuid_state = 1
 local function uuid_byte()
-  uuid_state = (uuid_state * 1103515245 + 12345) % 2147483648
-  return math.floor(uuid_state / 65536) % 256
+  uuid_state = (uuid_state * 16807) % 2147483647
+  return math.floor(uuid_state / 4096) % 256
 end
 local function random_uuid()
   local b = {}
   for i = 1, 16 do b[i] = uuid_byte() end
   b[7] = b[7] % 16 + 64
   b[9] = b[9] % 64 + 128
+  b[16] = (thread_id or 0) % 256  -- threads never share an id, whatever their generators do
   local h = {}
   for i = 1, 16 do h[i] = string.format("%02x", b[i]) end
   return table.concat(h, "", 1, 4) .. "-" .. table.concat(h, "", 5, 6) .. "-" .. table.concat(h, "", 7, 8)
@@ -245,7 +247,7 @@ function setup(thread)
   thread:set("thread_id", thread_counter)
 end
 function init(args)
-  uuid_state = (os.time() * 7919 + (thread_id or 0) * 104729 + math.floor(os.clock() * 1e6)) % 2147483648
+  uuid_state = (os.time() * 7919 + (thread_id or 0) * 104729 + math.floor(os.clock() * 1e6)) % 2147483646 + 1
 end
 """
 
