@@ -103,7 +103,15 @@ def cmd_plot(args: argparse.Namespace) -> None:
     fig = next((f for f in exp.data["figures"] if f["name"] == args.figure), None)
     if fig is None:
         raise ConfigError(f"{exp.source}: figures: no figure named {args.figure!r}")
-    render(pl.read_parquet(args.summary), fig, Path(args.png), Path(args.html))
+    # A figure may draw several experiments' summaries (panels, reference lines): one table, and
+    # every panel names its experiment (its own by default).
+    df = pl.concat([pl.read_parquet(p) for p in args.summary], how="diagonal_relaxed")
+    if len(args.summary) > 1:
+        fig = {**fig, "panels": [{"experiment": exp.name, **p} for p in fig["panels"]]}
+    try:
+        render(df, fig, Path(args.png), Path(args.html))
+    except ValueError as e:
+        raise ConfigError(f"{exp.source}: {e}") from None
 
 
 def cmd_teardown(args: argparse.Namespace) -> None:
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         stage.add_argument("--retries", type=int, default=0)
     add("collect", cmd_collect, "deploy", "raw", "out", "log-dir").add_argument("--siblings", nargs="*", default=[])
     add("summarize", cmd_summarize, "experiment", "parquet", "csv")
-    add("plot", cmd_plot, "experiment", "summary", "figure", "png", "html")
+    add("plot", cmd_plot, "experiment", "figure", "png", "html").add_argument("--summary", nargs="+", required=True)
     add("teardown", cmd_teardown)
     add("preflight", cmd_preflight)
     add("setup", cmd_setup)

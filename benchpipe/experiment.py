@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchpipe.errors import ConfigError
+from benchpipe.generators.templates import compile_kind
 from benchpipe.validation import read_yaml, validate
 
 RATE_PARAM_DEFAULT = "qps"
@@ -90,6 +91,11 @@ class Experiment:
             for rep in range(1, repetitions + 1):
                 out.append(Point(self.name, baseline, self.point_name(params, rep, repetitions), params, rep))
         return out
+
+    def mix(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The request mix of a point: entries whose `when` matches the app and the point's parameters."""
+        facts = {"app": self.data["app"], **params}
+        return [m for m in self.data["workload"]["mix"] if all(facts.get(k) == v for k, v in m.get("when", {}).items())]
 
     def all_points(self, repetitions: int = 1) -> list[Point]:
         return [p for b in self.baselines for p in self.points(b, repetitions)]
@@ -182,6 +188,18 @@ def _check(exp: Experiment, repetitions: int) -> None:
     names = [m["name"] for m in wl["mix"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"{src}: workload.mix: expected distinct request names, got {names}")
+    for m in wl["mix"]:
+        try:
+            compile_kind(m["name"], m.get("body", {}), m.get("vars", {}))
+        except ConfigError as e:
+            raise ConfigError(f"{src}: {e}") from None
+    if generator in ("openloop", "wrk2", "sequential"):
+        for p in exp.all_points():
+            if not exp.mix(p.params):
+                raise ConfigError(
+                    f"{src}: workload.mix: no entry's `when` matches point {p.baseline}/{p.name} "
+                    f"(app {data['app']!r}); expected at least one request kind per point"
+                )
     for i, fig in enumerate(data["figures"]):
         if fig["kind"] in ("lines", "bars") and ("panels" not in fig or "x" not in fig):
             raise ConfigError(f"{src}: figures[{i}]: expected keys x and panels for a {fig['kind']} figure")
@@ -246,3 +264,28 @@ def suite_experiments(experiments_dir: str | Path, suite: str) -> list[str]:
             f"config: suite: expected one of the folders of {experiments_dir} ({', '.join(suites)}), got {suite!r}"
         )
     return [p.stem for p in sorted((Path(experiments_dir) / suite).glob("[!_]*.yaml"))]
+
+
+def figure_experiments(fig: dict[str, Any], owner: str) -> list[str]:
+    """The experiments whose summaries a figure draws: its own, its panels', its reference lines'."""
+    names = [owner]
+    for panel in fig.get("panels", []):
+        for name in (panel.get("experiment"), (panel.get("reference") or {}).get("experiment")):
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def check_figure_references(experiments: dict[str, Experiment]) -> None:
+    """Every experiment a figure draws from exists (in some suite)."""
+    for exp in experiments.values():
+        for i, fig in enumerate(exp.data["figures"]):
+            for j, panel in enumerate(fig.get("panels", [])):
+                refs = [("experiment", panel.get("experiment"))]
+                refs.append(("reference.experiment", (panel.get("reference") or {}).get("experiment")))
+                for key, name in refs:
+                    if name and name not in experiments:
+                        raise ConfigError(
+                            f"{exp.source}: figures[{i}].panels[{j}].{key}: expected the name of an experiment "
+                            f"({', '.join(sorted(experiments))}), got {name!r}"
+                        )

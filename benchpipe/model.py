@@ -85,12 +85,14 @@ class Cluster:
 
 @dataclass
 class RequestKind:
-    """One entry of a request mix: POST `path` with JSON `body`, chosen with `weight`."""
+    """One entry of a request mix: POST `path` with JSON `body`, chosen with `weight`; `vars` make
+    the body a template drawn per request (benchpipe.generators.templates)."""
 
     name: str
     weight: float
     path: str
     body: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Mix:
                     weight=float(m["weight"]),
                     path=m.get("path", default_path),
                     body=dict(m.get("body", {})),
+                    vars=dict(m.get("vars", {})),
                 )
                 for m in mix
             ]

@@ -81,16 +81,18 @@ def plan_text(
 
 
 def experiments_for_targets(
-    targets: Any, figures: dict[str, Experiment], default: list[Experiment]
+    targets: Any, figures: dict[str, list[Experiment]], default: list[Experiment]
 ) -> list[Experiment]:
-    """The experiments a run's targets reach (a figure, or rule all when no target is named)."""
+    """The experiments a run's targets reach (a figure: those it draws; or rule all when no target
+    is named)."""
     if targets and not any(Path(str(t)).stem in figures or str(t) == "all" for t in targets):
         return []  # rule names such as teardown or janitor: no points are involved
-    chosen = []
+    chosen: list[Experiment] = []
     for t in targets or []:
         stem = Path(str(t)).stem
-        if stem in figures and figures[stem] not in chosen:
-            chosen.append(figures[stem])
+        for exp in figures.get(stem, []):
+            if exp not in chosen:
+                chosen.append(exp)
     return chosen or default
 
 

@@ -57,7 +57,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "machines": exp.machines(base["cluster"]),
         "workload": {
             "path": wl["path"],
-            "mix": wl["mix"],
+            "mix": exp.mix(point.params),
             "warmup_s": base.get("workload", {}).get("warmup_s", wl["warmup_s"]),
             "measure_s": base.get("workload", {}).get("measure_s", wl["measure_s"]),
             "pause_s": wl["pause_s"],

@@ -20,6 +20,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "openloop": "benchpipe.generators.openloop:OpenLoopGenerator",
         "wrk2": "benchpipe.generators.wrk2:Wrk2Generator",
         "closedloop": "benchpipe.generators.closedloop:ClosedLoopGenerator",
+        "sequential": "benchpipe.generators.sequential:SequentialGenerator",
     },
     # Summary metric families: f(raw_dir, summary_cfg, params) -> a row's columns or several rows.
     "metric": {
@@ -27,6 +28,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "singleop": "benchpipe.summaries.singleop:point_singleop",
         "logsize": "benchpipe.summaries.logsize:point_logsize",
         "switching": "benchpipe.summaries.switching:point_switching",
+        "loadgen": "benchpipe.summaries.loadgen:point_loadgen",
     },
     # Figure kinds: f(summary_df, figure_cfg) -> an altair chart.
     "figure": {

@@ -8,8 +8,14 @@ from snakemake.exceptions import WorkflowError
 from benchpipe.clusters import cluster_file, teardown_all, teardown_cluster
 from benchpipe.cost import machines_vcpus
 from benchpipe.diskspace import shortage
+from benchpipe.experiment import (
+    check_figure_references,
+    experiment_files,
+    figure_experiments,
+    load_experiment,
+    suite_experiments,
+)
 from benchpipe.lease import announce_scheduler
-from benchpipe.experiment import experiment_files, load_experiment, suite_experiments
 from benchpipe.plan import (
     STACK_STAGES,
     experiments_for_targets,
@@ -51,6 +57,7 @@ try:
                     f"got {_f['name']!r} (also in {FIGURES[_f['name']].source})"
                 )
             FIGURES[_f["name"]] = _exp
+    check_figure_references(EXPERIMENTS)
 except ConfigError as e:
     raise WorkflowError(f"Invalid configuration:\n{e}") from None
 
@@ -60,7 +67,11 @@ announce_scheduler()
 R = config["results_dir"]
 F = config["figures_dir"]
 REPS = config["repetitions"]
-CONFIG_JSON = json.dumps(config, sort_keys=True)
+# What summaries and figures need: not `suite` / `experiments`, which only choose what rule all
+# builds (switching suites must not redo another suite's summaries and figures).
+CONFIG_JSON = json.dumps(
+    {k: v for k, v in config.items() if k not in ("suite", "experiments")}, sort_keys=True
+)
 # What point jobs need of the configuration: a change elsewhere must not re-measure them.
 CLUSTER_CONFIG_JSON = json.dumps(
     {k: config[k] for k in ("provider", "results_dir", "run_id", "experiments_dir")},
@@ -132,7 +143,17 @@ if DRYRUN:
     print(
         plan_text(
             experiments_for_targets(
-                TARGETS, FIGURES, [EXPERIMENTS[e] for e in config["experiments"]]
+                TARGETS,
+                {
+                    name: [
+                        EXPERIMENTS[e]
+                        for e in figure_experiments(
+                            next(f for f in exp.data["figures"] if f["name"] == name), exp.name
+                        )
+                    ]
+                    for name, exp in FIGURES.items()
+                },
+                [EXPERIMENTS[e] for e in config["experiments"]],
             ),
             Path(R),
             REPS,
@@ -205,7 +226,10 @@ def get_stale_mark(wildcards):
 
 
 def get_figure_summary(wildcards):
-    return f"{R}/{FIGURES[wildcards.figure].name}/summary.parquet"
+    """The summaries a figure draws: its experiment's first, then its panels' and reference lines'."""
+    exp = FIGURES[wildcards.figure]
+    fig = next(f for f in exp.data["figures"] if f["name"] == wildcards.figure)
+    return [f"{R}/{name}/summary.parquet" for name in figure_experiments(fig, exp.name)]
 
 
 def get_figure_caption(wildcards):

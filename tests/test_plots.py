@@ -95,3 +95,90 @@ def test_legend_symbols_have_each_series_marker_shape_and_colour(fell_behind_col
     for channel in ("stroke", "fill"):
         if channel in legend:
             assert scales[legend[channel]]["range"] == scales["color"]["range"]
+
+
+def mu2sls_figure(name: str) -> dict:
+    exp = "mu2sls_media" if name == "mu2sls_fig11" else "mu2sls_counter"
+    data = load_experiment(REPO / f"config/experiments/mu2sls/{exp}.yaml").data
+    return next(f for f in data["figures"] if f["name"] == name)
+
+
+def mu2sls_summary() -> pl.DataFrame:
+    """Summaries of three experiments in one table, as `benchpipe plot` concatenates them."""
+    rows = []
+    labels = {"mu2sls": "μ2sls", "no-ft": "no FT", "wo-od": "μ2sls (w/o OD)", "unsafe-ft": "unsafe (w FT)"}
+    for exp in ("mu2sls_counter", "mu2sls_chain", "mu2sls_tree"):
+        for b, label in labels.items():
+            for r in (20, 60, 100):
+                p50 = 5.0 + r / 10 + (500 if b == "wo-od" and r == 100 else 0)
+                rows.append(
+                    {
+                        "experiment": exp,
+                        "baseline": b,
+                        "label": label,
+                        "rate": r,
+                        "achieved_rps": r * 0.98,
+                        "p50_ms": p50,
+                        "p90_ms": p50 * 2,
+                        "fell_behind": False,
+                    }
+                )
+    for app, rps in (("counter", 111.0), ("chain", 55.0), ("tree", 33.0)):
+        for b, label in (("unsafe-ft", "unsafe (w FT)"), ("unsafe", "unsafe")):
+            rows.append(
+                {
+                    "experiment": "mu2sls_seq",
+                    "baseline": b,
+                    "label": label,
+                    "app": app,
+                    "achieved_rps": rps if b == "unsafe-ft" else rps * 2,
+                    "p50_ms": 1.0,
+                    "p90_ms": 2.0,
+                    "fell_behind": False,
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def _layers(panel: dict) -> list[dict]:
+    return panel["layer"]
+
+
+def test_mu2sls_fig10_row_of_panels_with_error_bars_reference_lines_and_y_limit():
+    fig = mu2sls_figure("mu2sls_fig10")
+    fig = {**fig, "panels": [{"experiment": "mu2sls_counter", **p} for p in fig["panels"]]}
+    spec = lines(mu2sls_summary(), fig).to_dict()
+    panels = spec["hconcat"]
+    assert [p["title"] for p in panels] == ["Stateful Counter", "Chain Counter", "Cross Service Txn"]
+    datasets = spec["datasets"]
+    for panel, exp, seq in zip(
+        panels, ("mu2sls_counter", "mu2sls_chain", "mu2sls_tree"), (111.0, 55.0, 33.0), strict=True
+    ):
+        layers = _layers(panel)
+        line = layers[0]
+        assert line["encoding"]["y"]["scale"]["domain"] == [0, 400] and line["mark"]["clip"] is True
+        rows = datasets[panel["data"]["name"]]  # the panel's layers share its data
+        # Only this panel's experiment and the figure's three series.
+        assert {r["experiment"] for r in rows} == {exp}
+        assert {r["label"] for r in rows} == {"unsafe (w FT)", "μ2sls (w/o OD)", "μ2sls"}
+        error = next(layer for layer in layers if layer["mark"]["type"] == "rule" and "y2" in layer["encoding"])
+        assert error["encoding"]["y2"]["field"] == "_err"
+        assert all(r["_err"] == 2 * r["_y"] for r in rows)  # the bar reaches p90
+        ref = next(layer for layer in layers if layer["mark"].get("strokeDash") == [6, 4])
+        assert datasets[ref["data"]["name"]] == [{"_x": seq, "reference": "unsafe (w FT) (seq)"}]
+    assert panels[0]["layer"][0]["encoding"]["color"]["scale"]["domain"] == ["unsafe (w FT)", "μ2sls (w/o OD)", "μ2sls"]
+
+
+def test_reference_without_rows_is_a_clear_error():
+    fig = mu2sls_figure("mu2sls_fig11")  # media/hotel seq rows are not in the table
+    fig = {**fig, "panels": [{"experiment": "mu2sls_media", **p} for p in fig["panels"]]}
+    with pytest.raises(ValueError, match=r"figures.mu2sls_fig11.panels\[0\].reference: no rows of mu2sls_seq"):
+        lines(mu2sls_summary(), fig)
+
+
+def test_mu2sls_png_written(tmp_path):
+    fig = mu2sls_figure("mu2sls_fig9")
+    fig = {**fig, "panels": [{"experiment": "mu2sls_counter", **p} for p in fig["panels"]]}
+    render(mu2sls_summary(), fig, tmp_path / "f9.png", tmp_path / "f9.html")
+    assert (tmp_path / "f9.png").stat().st_size > 10_000
+    assert json.dumps("no FT") in (tmp_path / "f9.html").read_text()

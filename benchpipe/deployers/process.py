@@ -53,6 +53,7 @@ class ProcessStack:
     cmdlines: dict[str, str] = field(default_factory=dict)
     pid_file: Path | None = None
     ready_path: str = "/healthz"
+    packages: list[str] = field(default_factory=list)  # workloads/<package> the services run
     # Only in the job that started the stack: its children, for their exit codes.
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -181,6 +182,10 @@ class ProcessDeployer:
                         f"stack.process.{svc['name']}.argv: unknown placeholder {e}; "
                         f"expected one of {', '.join(sorted(values))}"
                     ) from None
+                if "-m" in argv[:-1]:
+                    package = argv[argv.index("-m") + 1].split(".")[0]
+                    if (WORKLOADS / package).is_dir() and package not in stack.packages:
+                        stack.packages.append(package)
                 svc_env = {**env, **{k: str(v).format(**values) for k, v in svc.get("env", {}).items()}}
                 log = open(workdir / "logs" / f"{svc['name']}.log", "wb")  # noqa: SIM115 - owned by the child
                 # A session of its own: the stack outlives this job and the terminal's Ctrl-C
@@ -221,6 +226,7 @@ class ProcessDeployer:
             "cmdlines": stack.cmdlines,
             "pid_file": str(stack.pid_file),
             "ready_path": stack.ready_path,
+            "packages": stack.packages,
         }
 
     def attach(self, handle: dict[str, Any]) -> ProcessStack:
@@ -232,6 +238,7 @@ class ProcessDeployer:
             cmdlines=dict(handle["cmdlines"]),
             pid_file=Path(handle["pid_file"]),
             ready_path=handle["ready_path"],
+            packages=list(handle.get("packages", [])),
         )
 
     def _check_alive(self, stack: ProcessStack) -> None:
@@ -295,10 +302,13 @@ class ProcessDeployer:
             raise DeployError(f"the stack wrote no {stack.results_path}")
         shutil.copyfile(stack.results_path, out)
         # Provenance: the stand-in's code as it ran (the local counterpart of an image id).
-        digest = hashlib.sha256()
-        for f in sorted((WORKLOADS / "standin").glob("*.py")):
-            digest.update(f.name.encode() + b"\0" + f.read_bytes())
-        write_json_atomic(dest / "images.json", {"workloads/standin": f"sha256:{digest.hexdigest()}"})
+        images = {}
+        for package in stack.packages or ["standin"]:
+            digest = hashlib.sha256()
+            for f in sorted((WORKLOADS / package).glob("*.py")):
+                digest.update(f.name.encode() + b"\0" + f.read_bytes())
+            images[f"workloads/{package}"] = f"sha256:{digest.hexdigest()}"
+        write_json_atomic(dest / "images.json", images)
         return [out]
 
     def collect_logs(self, stack: ProcessStack, dest: Path) -> None:

@@ -34,7 +34,7 @@ import socket
 import ssl
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -415,7 +415,7 @@ class OpenLoopGenerator:
             raise ValueError(f"open-loop load needs a rate and a duration > 0, got rate={rate} duration={duration_s}")
         procs = _processes(self.settings.get("processes", 1))
         seed = int(self.settings.get("seed", 1))
-        mix_cfg = {"kinds": [{"name": k.name, "weight": k.weight, "path": k.path, "body": k.body} for k in mix.kinds]}
+        mix_cfg = {"kinds": [asdict(k) for k in mix.kinds]}
         jobs = [
             (target, mix_cfg, rate / procs, duration_s, i / rate, self.settings, seed * 1000 + i) for i in range(procs)
         ]

@@ -15,6 +15,7 @@ from itertools import accumulate
 from typing import Protocol
 from urllib.parse import SplitResult
 
+from benchpipe.generators import templates
 from benchpipe.model import Mix, RequestKind
 
 
@@ -52,6 +53,25 @@ class StaticRequests:
         return i, self.bytes[i]
 
 
+class TemplatedRequests(StaticRequests):
+    """As StaticRequests, but a kind with a body template (`vars`) renders a fresh body per request."""
+
+    def __init__(self, url: SplitResult, mix: Mix, rng: random.Random) -> None:
+        super().__init__(url, mix, rng)
+        self.url, self.rng = url, rng
+        self.templates = templates.MixTemplates(mix)
+        self.kinds = [k for k, _ in mix.normalized()]
+        self.fresh = [self.templates.templates[k.name].static is None for k in self.kinds]
+
+    def next(self) -> tuple[int, bytes]:
+        i, static = super().next()
+        if not self.fresh[i]:
+            return i, static
+        return i, render(self.url, self.kinds[i], self.templates.body(self.kinds[i].name, self.rng))
+
+
 def source_for(url: SplitResult, mix: Mix, rng: random.Random) -> RequestSource:
-    """The request source of a mix (per-request templates get their own source here)."""
+    """The request source of a mix: pre-rendered bytes, unless an entry draws fields per request."""
+    if any(getattr(k, "vars", None) for k in mix.kinds):
+        return TemplatedRequests(url, mix, rng)
     return StaticRequests(url, mix, rng)

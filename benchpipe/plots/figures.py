@@ -17,35 +17,99 @@ def _series(df: pl.DataFrame, fig: dict[str, Any]) -> list[str]:
     return order + [s for s in present if s not in order]
 
 
-def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart:
-    """One panel per metric (Figures 11-13): y against x, a line per series; points where the
-    generator fell behind are drawn hollow and say so in the tooltip."""
-    order = _series(df, fig)
+def panel_data(df: pl.DataFrame, panel: dict[str, Any]) -> pl.DataFrame:
+    """The rows a panel draws: its experiment (in a table of several), baselines and filter; y (and
+    the error bar's end) scaled into _y and _err."""
+    data = df
+    if panel.get("experiment") and "experiment" in data.columns:
+        data = data.filter(pl.col("experiment") == panel["experiment"])
+    if panel.get("baselines") and "baseline" in data.columns:
+        data = data.filter(pl.col("baseline").is_in(panel["baselines"]))
+    for k, v in panel.get("filter", {}).items():
+        data = data.filter(pl.col(k) == v)
+    scale = panel.get("unit_scale", 1)
+    data = data.with_columns((pl.col(panel["y"]) * scale).alias("_y"))
+    if "error" in panel:
+        data = data.with_columns((pl.col(panel["error"]) * scale).alias("_err"))
+    return data
+
+
+def reference_value(df: pl.DataFrame, ref: dict[str, Any], where: str) -> float:
+    """The mean of ref.field over another experiment's rows matching ref.filter."""
+    data = df.filter(pl.col("experiment") == ref["experiment"]) if "experiment" in df.columns else df
+    for k, v in ref.get("filter", {}).items():
+        if k not in data.columns:
+            raise ValueError(f"{where}.reference.filter: {ref['experiment']} has no column {k!r}")
+        data = data.filter(pl.col(k) == v)
+    if data.is_empty() or ref["field"] not in data.columns:
+        raise ValueError(
+            f"{where}.reference: no rows of {ref['experiment']} with {ref.get('filter', {})} and a {ref['field']!r}"
+        )
+    return float(data[ref["field"]].mean())  # type: ignore[arg-type]
+
+
+def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart | alt.HConcatChart:
+    """One panel per metric or per experiment: y against x, a line per series; points where the
+    generator fell behind are drawn hollow and say so in the tooltip. Optional: an upward error bar
+    to panel.error, a dashed vertical reference line, a y limit (points above fall off), panels in
+    a row (layout: row) with their own headings."""
+    datas = [panel_data(df, p) for p in fig["panels"]]
+    present = pl.concat([d.select("label") for d in datas]) if datas else df.select("label")
+    order = _series(present, fig)
     color = alt.Color("label:N", title=None, sort=order, scale=alt.Scale(domain=order, range=PALETTE[: len(order)]))
     panels = []
-    for panel in fig["panels"]:
-        data = df
-        for k, v in panel.get("filter", {}).items():
-            data = data.filter(pl.col(k) == v)
-        data = data.with_columns((pl.col(panel["y"]) * panel.get("unit_scale", 1)).alias("_y"))
-        base = alt.Chart(data).encode(
-            x=alt.X(f"{fig['x']['field']}:Q", title=fig["x"]["title"]),
-            y=alt.Y("_y:Q", title=panel["title"]),
-            color=color,
-        )
+    for i, (panel, data) in enumerate(zip(fig["panels"], datas, strict=True)):
+        y_max = panel.get("y_max", fig.get("y_max"))
+        y_scale = alt.Scale(domain=[0, y_max]) if y_max else alt.Undefined
+        x = alt.X(f"{fig['x']['field']}:Q", title=fig["x"]["title"], scale=alt.Scale(zero=True))
+        base = alt.Chart(data).encode(x=x, y=alt.Y("_y:Q", title=panel["title"], scale=y_scale), color=color)
+        if "offered_rps" in data.columns and fig["x"]["field"] != "offered_rps":
+            # Points joined in sweep order, as the paper's plots: a saturated point whose achieved
+            # throughput dropped sends the line back to the left.
+            base = base.encode(order=alt.Order("offered_rps:Q"))
         tooltip = ["label:N", f"{fig['x']['field']}:Q", alt.Tooltip("_y:Q", title=panel["title"], format=".2f")]
         if "fell_behind" in data.columns:
             tooltip += ["achieved_rps:Q", "fell_behind:N"]
+        clip = y_max is not None  # as the paper's plots: saturated points fall off the y limit
         # Same field, title, order and domain as the colour: Vega-Lite merges them into one legend
         # whose symbols are the series' markers (shape and colour), not default circles.
         shape = alt.Shape("label:N", title=None, sort=order, scale=alt.Scale(domain=order))
-        pts = base.mark_point(size=70, filled=True, strokeWidth=2).encode(shape=shape, tooltip=tooltip, stroke=color)
+        pts = base.mark_point(size=70, filled=True, strokeWidth=2, clip=clip).encode(
+            shape=shape, tooltip=tooltip, stroke=color
+        )
         if "fell_behind" in data.columns:
             pts = pts.encode(fill=alt.condition("datum.fell_behind", alt.value("white"), color))
-        panels.append((base.mark_line() + pts).properties(width=420, height=220))
-    chart = alt.vconcat(*panels).resolve_scale(color="shared")
+        layer = base.mark_line(clip=clip) + pts
+        if "error" in panel:
+            layer += base.mark_rule(clip=clip).encode(y2="_err:Q")
+        ref = panel.get("reference")
+        if ref:
+            value = reference_value(df, ref, f"figures.{fig['name']}.panels[{i}]")
+            line = pl.DataFrame({"_x": [value], "reference": [ref["label"]]})
+            layer += (
+                alt.Chart(line)
+                .mark_rule(strokeDash=[6, 4], color="black")
+                .encode(
+                    x=alt.X("_x:Q"),
+                    strokeDash=alt.StrokeDash(
+                        "reference:N", title=None, scale=alt.Scale(range=[[6, 4]]), legend=alt.Legend(orient="bottom")
+                    ),
+                    tooltip=["reference:N", alt.Tooltip("_x:Q", title=fig["x"]["title"], format=".1f")],
+                )
+            )
+        props: dict[str, Any] = {"width": 420, "height": 220}
+        if fig.get("layout") == "row":
+            props = {"width": 260, "height": 200}
+        if panel.get("name"):
+            props["title"] = panel["name"]
+        panels.append(layer.properties(**props))
+    if fig.get("layout") == "row":
+        chart: alt.VConcatChart | alt.HConcatChart = alt.hconcat(*panels)
+    else:
+        chart = alt.vconcat(*panels)
+    chart = chart.resolve_scale(color="shared", strokeDash="independent")
     title: dict[str, Any] = {"text": fig.get("title", "")}
-    if "fell_behind" in df.columns and df["fell_behind"].any():
+    if "fell_behind" in df.columns and any(d["fell_behind"].any() for d in datas if "fell_behind" in d.columns):
         title["subtitle"] = "hollow markers: the load generator fell behind its target rate there"
     return chart.properties(title=title)
 

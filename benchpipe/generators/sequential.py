@@ -1,0 +1,113 @@
+"""Closed loop, one request at a time: `warmup_requests` untimed, then `requests` timed (mu2sls's
+seq.py: 20 + 200). Its achieved rate, requests / elapsed, is the sequential throughput the paper
+draws as a reference line. Bodies come from the mix's templates, entries chosen by weight.
+
+settings: warmup_requests (20), requests (200), timeout_s (30), seed (1). The run's duration_s is
+a cap: a run that hits it stops early and is flagged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from hdrh.histogram import HdrHistogram
+
+from benchpipe.generators.templates import MixTemplates
+from benchpipe.model import GeneratorReport, Mix, write_json_atomic
+
+HIST_MAX_US = 3_600_000_000
+
+
+class SequentialGenerator:
+    name = "sequential"
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.s = dict(settings)
+
+    def run(self, target: str, mix: Mix, rate: float, duration_s: float, out_dir: Path, label: str) -> GeneratorReport:
+        warm, n = int(self.s.get("warmup_requests", 20)), int(self.s.get("requests", 200))
+        if n <= 0 or warm < 0:
+            raise ValueError(f"sequential load needs requests > 0 and warmup_requests >= 0, got {n} and {warm}")
+        url = urlsplit(target)
+        conn = http.client.HTTPConnection(
+            url.hostname or "127.0.0.1", url.port, timeout=float(self.s.get("timeout_s", 30))
+        )
+        rng = random.Random(int(self.s.get("seed", 1)))
+        templates = MixTemplates(mix)
+        hist = HdrHistogram(1, HIST_MAX_US, 3)
+        counts = {"sent": 0, "ok": 0, "errors": 0}
+        first_error = ""
+        cap = time.perf_counter() + duration_s
+
+        def one() -> tuple[bool, float]:
+            _, path, body = templates.draw(rng)
+            t0 = time.perf_counter()
+            try:
+                conn.request(
+                    "POST", (url.path.rstrip("/") + path), body=body, headers={"Content-Type": "application/json"}
+                )
+                resp = conn.getresponse()
+                resp.read()
+                ok, why = 200 <= resp.status < 300, f"HTTP {resp.status} from {path}"
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                ok, why = False, f"{e.__class__.__name__}: {e}"
+            nonlocal first_error
+            if not ok:
+                first_error = first_error or why
+            return ok, time.perf_counter() - t0
+
+        for _ in range(warm):
+            counts["sent"] += 1
+            one()
+        start = time.perf_counter()
+        timed = 0
+        while timed < n and time.perf_counter() < cap:
+            counts["sent"] += 1
+            timed += 1
+            ok, lat = one()
+            if ok:
+                counts["ok"] += 1
+                hist.record_value(max(1, int(lat * 1e6)))
+            else:
+                counts["errors"] += 1
+        elapsed = time.perf_counter() - start
+        conn.close()
+        total = hist.get_total_count()
+
+        def pct(p: float) -> float:
+            return hist.get_value_at_percentile(p) / 1e3 if total else 0.0
+
+        reasons = []
+        if timed < n:
+            reasons.append(f"stopped after {timed} of {n} requests at the {duration_s:g} s cap")
+        if counts["errors"]:
+            reasons.append(f"{counts['errors']} failed requests; first: {first_error}")
+        report = GeneratorReport(
+            generator="sequential",
+            target_rate=0.0,
+            duration_s=elapsed,
+            sent=counts["sent"],
+            completed=counts["ok"],
+            errors=counts["errors"],
+            timeouts=0,
+            achieved_rate=counts["ok"] / elapsed if elapsed > 0 else 0.0,
+            max_send_lag_ms=0.0,
+            p50_ms=pct(50),
+            p90_ms=pct(90),
+            p99_ms=pct(99),
+            p999_ms=pct(99.9),
+            max_ms=hist.get_max_value() / 1e3 if total else 0.0,
+            mean_ms=hist.get_mean_value() / 1e3 if total else 0.0,
+            histogram=hist.encode().decode() if total else "",
+            fell_behind=bool(reasons),
+            fell_behind_reason="; ".join(reasons),
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / f"{label}.json", report.to_dict())
+        return report

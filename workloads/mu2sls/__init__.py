@@ -1,0 +1,1 @@
+"""mu2sls stand-in: microservices on a shared durable KV store, behind a Knative-like ingress."""

@@ -1,0 +1,3 @@
+from mu2sls.ingress import main
+
+main()
