@@ -21,6 +21,8 @@ rule provision:
         config=get_cluster_config_json,
         spec=get_point_spec,
     threads: 0
+    resources:
+        idle_waits=1,
     shell:
         "python -m benchpipe provision --config-json {params.config:q} --spec-json {params.spec:q}"
         " --out {output} > {log} 2>&1"
@@ -40,10 +42,13 @@ rule deploy:
         logdir=POINT_LOGS,
         retries=config["measure"]["retries"],
         restack=get_restack_mark,
-    # Waits for the cluster's lease without holding a core.
+    # Waits for the cluster's lease without holding a core; `idle_waits` caps how many such jobs
+    # run at once (the profile's limit), since each still takes one of Snakemake's few spare
+    # workers, which the holder's next stage needs.
     threads: 0
     resources:
         attempt=get_attempt,
+        idle_waits=1,
     retries: config["measure"]["retries"]
     shell:
         "python -m benchpipe deploy --config-json {params.config:q} --provision {input}"

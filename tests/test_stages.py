@@ -68,6 +68,14 @@ def test_until_deploy_then_teardown_redoes_the_stack(tmp_path, no_stray_stack):
     assert "stack or cluster is gone" in _out(again)
 
 
+def test_many_points_on_one_cluster_never_starve_the_holder(tmp_path, no_stray_stack):
+    # 9 points on one machine with -c1: Snakemake has 1 + 5 workers; waiting deploys beyond the
+    # profile's idle_waits would take them all and the holder's warm-up would never start.
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=tuple(range(10, 100, 10)))
+    proc = snakemake(wd, "figures/hotel.png", "-c1")
+    assert ran(proc)["collect"] == 9
+
+
 def test_two_baselines_never_have_stacks_up_at_once(tmp_path, no_stray_stack):
     # Two cores and measuring jobs of one core: Snakemake would happily overlap the points.
     measure = {"exclusive": False, "ready_timeout_s": 30, "retries": 0}
