@@ -94,4 +94,3 @@ class Redis:
     async def close(self) -> None:
         self.task.cancel()
         self.writer.close()
-

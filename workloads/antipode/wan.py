@@ -82,9 +82,7 @@ async def serve(args: argparse.Namespace) -> None:
             cw.close()  # the far side is not up yet: the client retries
             return
         try:
-            await asyncio.gather(
-                Link(delay_s, jitter_s, rng).pump(cr, uw), Link(delay_s, jitter_s, rng).pump(ur, cw)
-            )
+            await asyncio.gather(Link(delay_s, jitter_s, rng).pump(cr, uw), Link(delay_s, jitter_s, rng).pump(ur, cw))
         finally:
             for w in (cw, uw):
                 w.close()
@@ -94,8 +92,11 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(f"antipode.wan: {args.host}:{args.port} -> {args.target}, one-way {delay_s * 1e3:g} ms "
-          f"+ up to {jitter_s * 1e3:g} ms jitter", flush=True)
+    print(
+        f"antipode.wan: {args.host}:{args.port} -> {args.target}, one-way {delay_s * 1e3:g} ms "
+        f"+ up to {jitter_s * 1e3:g} ms jitter",
+        flush=True,
+    )
     async with server:
         await stop.wait()
 

@@ -81,9 +81,20 @@ class Writer:
             assert self.primary is not None
             post_id = random.getrandbits(63)
             key = f"post:{post_id}"
-            fields = ["user_id", form.get("user_id", ""), "username", form.get("username", ""),
-                      "text", form.get("text", ""), "post_type", form.get("post_type", "0"),
-                      "media_ids", form.get("media_ids", "[]"), "timestamp", recv]
+            fields = [
+                "user_id",
+                form.get("user_id", ""),
+                "username",
+                form.get("username", ""),
+                "text",
+                form.get("text", ""),
+                "post_type",
+                form.get("post_type", "0"),
+                "media_ids",
+                form.get("media_ids", "[]"),
+                "timestamp",
+                recv,
+            ]
             ctx = uuid.uuid4().hex if self.antipode else ""
             if ctx:
                 fields += ["lineage", ctx]  # the write's context id, which the barrier waits for
@@ -98,8 +109,14 @@ class Writer:
         except (ValueError, ConnectionError) as e:
             return web.json_response({"error": str(e)}, status=500)
         finally:
-            line = {"callId": next(self.ids), "function": "compose-post", "recvTs": recv, "dispatchTs": recv,
-                    "finishedTs": now_us(), "success": ok}
+            line = {
+                "callId": next(self.ids),
+                "function": "compose-post",
+                "recvTs": recv,
+                "dispatchTs": recv,
+                "finishedTs": now_us(),
+                "success": ok,
+            }
             self.results.write(json.dumps(line) + "\n")
 
 
