@@ -84,6 +84,10 @@ def check_raw(spec: dict[str, Any], raw: Path) -> dict[str, Any]:
             raise RawDataError(f"{trace}: missing or empty")
     else:
         facts["async_results_entries"] = check_async_results(raw / "async_results")
+    if "consistency" in metrics:
+        trace = raw / "traces.jsonl"
+        if not trace.exists() or trace.stat().st_size == 0:
+            raise RawDataError(f"{trace}: missing or empty (the reader consumed no notification)")
     rep = check_report(raw / "measure.json")
     facts["generator"] = {"name": spec["generator"]["name"], **{k: v for k, v in rep.items() if k != "histogram"}}
     try:

@@ -201,7 +201,7 @@ def _check(exp: Experiment, repetitions: int) -> None:
                     f"(app {data['app']!r}); expected at least one request kind per point"
                 )
     for i, fig in enumerate(data["figures"]):
-        if fig["kind"] in ("lines", "bars") and ("panels" not in fig or "x" not in fig):
+        if fig["kind"] in ("lines", "bars", "consistency_window") and ("panels" not in fig or "x" not in fig):
             raise ConfigError(f"{src}: figures[{i}]: expected keys x and panels for a {fig['kind']} figure")
     for b in exp.baselines:
         pts = exp.points(b, repetitions)

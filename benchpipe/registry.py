@@ -29,12 +29,14 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "logsize": "benchpipe.summaries.logsize:point_logsize",
         "switching": "benchpipe.summaries.switching:point_switching",
         "loadgen": "benchpipe.summaries.loadgen:point_loadgen",
+        "consistency": "benchpipe.summaries.consistency:point_consistency",
     },
     # Figure kinds: f(summary_df, figure_cfg) -> an altair chart.
     "figure": {
         "lines": "benchpipe.plots.figures:lines",
         "bars": "benchpipe.plots.figures:bars",
         "timeline": "benchpipe.plots.timeline:timeline",
+        "consistency_window": "benchpipe.plots.consistency:consistency_window",
     },
 }
 

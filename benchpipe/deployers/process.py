@@ -164,16 +164,25 @@ class ProcessDeployer:
         stack = ProcessStack(endpoint="", workdir=workdir, results_path=results)
         PID_DIR.mkdir(parents=True, exist_ok=True)
         stack.pid_file = PID_DIR / f"{os.getpid()}-{workdir.name}.json"
+        # Every service's port is known before any starts: {port_<name>} lets one service reach
+        # another (a replica its primary, a relay its target).
+        ports = {svc["name"]: free_port(self.host) for svc in rendered["services"]}
+        outputs = workdir / "outputs"
+        outputs.mkdir()
         try:
             for svc in rendered["services"]:
-                port = free_port(self.host)
+                port = ports[svc["name"]]
+                state_dir = workdir / "state" / svc["name"]
+                state_dir.mkdir(parents=True, exist_ok=True)
                 values = {
                     **{k: str(v) for k, v in rendered["vars"].items()},
+                    **{f"port_{name}": str(p) for name, p in ports.items()},
                     "python": self.python,
                     "host": self.host,
                     "port": str(port),
-                    "state_dir": str(workdir / "state" / svc["name"]),
+                    "state_dir": str(state_dir),
                     "results_path": str(results),
+                    "outputs_dir": str(outputs),
                 }
                 try:
                     argv = [a.format(**values) for a in svc["argv"]]
@@ -301,6 +310,12 @@ class ProcessDeployer:
         if not stack.results_path.exists():
             raise DeployError(f"the stack wrote no {stack.results_path}")
         shutil.copyfile(stack.results_path, out)
+        fetched = [out]
+        # Raw files the services leave in {outputs_dir} (a reader's trace) go with async_results.
+        for f in sorted((stack.workdir / "outputs").glob("*")):
+            if f.is_file():
+                shutil.copyfile(f, dest / f.name)
+                fetched.append(dest / f.name)
         # Provenance: the stand-in's code as it ran (the local counterpart of an image id).
         images = {}
         for package in stack.packages or ["standin"]:
@@ -309,7 +324,7 @@ class ProcessDeployer:
                 digest.update(f.name.encode() + b"\0" + f.read_bytes())
             images[f"workloads/{package}"] = f"sha256:{digest.hexdigest()}"
         write_json_atomic(dest / "images.json", images)
-        return [out]
+        return fetched
 
     def collect_logs(self, stack: ProcessStack, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,69 @@
+"""Cross-service consistency of a point, from the reader's trace (traces.jsonl, one line per
+notification it consumed), as Antipode's artifact computes it from its Jaeger traces:
+per_inconsistencies = % of traces whose read did not find the post (`consistency_bool == False`),
+the consistency window = read_notification_ts - post_written_ts (`post_notification_diff_ms`) at
+p50/p90 (pandas' linear interpolation), and the barrier's wait. Requests that succeeded but left
+no trace (the reader had not consumed their notification when the point stopped) are counted as
+skipped, as the artifact counts traces missing a tag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from benchpipe.errors import RawDataError
+
+TRACE = "traces.jsonl"
+FIELDS = ("post_written_ts", "read_notification_ts", "consistent")
+
+
+def read_traces(path: Path) -> pl.DataFrame:
+    if not path.exists():
+        raise RawDataError(f"{path}: missing (the reader wrote no trace)")
+    rows = []
+    with open(path, "rb") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                raise RawDataError(f"{path}: line {i} is not JSON (truncated or corrupt file)") from None
+            if not isinstance(rec, dict) or any(k not in rec for k in FIELDS):
+                raise RawDataError(f"{path}: line {i}: expected fields {', '.join(FIELDS)}")
+            rows.append(rec)
+    if not rows:
+        raise RawDataError(f"{path}: empty: the reader consumed no notification")
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def _succeeded(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for line in f if line.strip() and json.loads(line).get("success"))
+    except FileNotFoundError:
+        return 0
+
+
+def point_consistency(raw: Path, summary: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    df = read_traces(raw / TRACE)
+    window = (pl.col("read_notification_ts") - pl.col("post_written_ts")) / 1e3
+    df = df.with_columns(window.alias("window_ms"))
+    inconsistent = int((~df["consistent"]).sum())
+
+    def q(col: str, p: float) -> float:
+        return float(df[col].quantile(p, interpolation="linear"))  # type: ignore[arg-type]
+
+    wait = df["antipode_wait_us"] / 1e3 if "antipode_wait_us" in df.columns else None
+    return {
+        "traces": df.height,
+        "traces_skipped": max(0, _succeeded(raw / "async_results") - df.height),
+        "inconsistent": inconsistent,
+        "per_inconsistencies": 100.0 * inconsistent / df.height,
+        "window_p50_ms": q("window_ms", 0.5),
+        "window_p90_ms": q("window_ms", 0.9),
+        "antipode_wait_p90_ms": float(wait.quantile(0.9, interpolation="linear")) if wait is not None else None,  # type: ignore[arg-type]
+    }
