@@ -214,6 +214,8 @@ def _check(exp: Experiment, repetitions: int) -> None:
     for i, fig in enumerate(data["figures"]):
         if fig["kind"] in ("lines", "bars") and ("panels" not in fig or "x" not in fig):
             raise ConfigError(f"{src}: figures[{i}]: expected keys x and panels for a {fig['kind']} figure")
+        if fig["kind"] == "ecdf" and not {"x", "rows", "columns"} <= set(fig):
+            raise ConfigError(f"{src}: figures[{i}]: expected keys x, rows and columns for an ecdf figure")
     for b in exp.baselines:
         pts = exp.points(b, repetitions)
         seen = [p.name for p in pts]

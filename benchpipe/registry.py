@@ -29,12 +29,15 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "logsize": "benchpipe.summaries.logsize:point_logsize",
         "switching": "benchpipe.summaries.switching:point_switching",
         "loadgen": "benchpipe.summaries.loadgen:point_loadgen",
+        "requests": "benchpipe.summaries.requests:point_requests",
+        "convergence": "benchpipe.summaries.convergence:point_convergence",
     },
     # Figure kinds: f(summary_df, figure_cfg) -> an altair chart.
     "figure": {
         "lines": "benchpipe.plots.figures:lines",
         "bars": "benchpipe.plots.figures:bars",
         "timeline": "benchpipe.plots.timeline:timeline",
+        "ecdf": "benchpipe.plots.ecdf:ecdf",
     },
 }
 
