@@ -21,3 +21,9 @@ if [ "${1:-}" = "--test" ]; then
   fi
 fi
 $py -m pip install -q --disable-pip-version-check -e ".${extra}"
+# Each suite's stand-in: its Debian packages and its own idempotent install hook.
+for hook in workloads/*/install.sh; do
+  [ -e "$hook" ] || continue
+  echo "running $hook"
+  bash "$hook"
+done

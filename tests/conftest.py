@@ -20,7 +20,7 @@ def _parents() -> dict[int, int]:
 
 
 # What the harness starts: Snakemake and its jobs, the stand-in stack, load generators.
-HARNESS = ("-m standin", "-m mu2sls", "-m benchpipe", "-m snakemake", "/snakemake ", "wrk ", "wrk2 ")
+HARNESS = ("-m standin", "-m mu2sls", "-m pronghorn", "-m benchpipe", "-m snakemake", "/snakemake ", "wrk ", "wrk2 ")
 
 
 def harness_processes(mine_only: bool = False, patterns: tuple[str, ...] = HARNESS) -> list[str]:

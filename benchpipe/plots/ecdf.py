@@ -70,8 +70,12 @@ def ecdf(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart:
                     parts.append(pl.DataFrame({"_x": xs, "_y": ys, "label": [s] * len(xs)}))
             title = f"{_label(rows, rv)} · {_label(cols, cv)}"
             if not parts:
-                panels.append(alt.Chart(pl.DataFrame({"t": ["not measured"]})).mark_text().encode(text="t:N")
-                              .properties(width=220, height=120, title=title))
+                panels.append(
+                    alt.Chart(pl.DataFrame({"t": ["not measured"]}))
+                    .mark_text()
+                    .encode(text="t:N")
+                    .properties(width=220, height=120, title=title)
+                )
                 continue
             pts = pl.concat(parts)
             allv = cell[xf].cast(pl.Float64).to_numpy()

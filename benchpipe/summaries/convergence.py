@@ -27,8 +27,8 @@ def convergence_index(latencies: list[float], rule: dict[str, float] | None = No
     r = {**DEFAULTS, **(rule or {})}
     n = len(latencies)
     lat = np.asarray(latencies, dtype=float)
-    target_from, start = int(round(r["target_fraction"] * n)), int(round(r["start_fraction"] * n))
-    window = max(1, int(round(r["window_fraction"] * n)))
+    target_from, start = round(r["target_fraction"] * n), round(r["start_fraction"] * n)
+    window = max(1, round(r["window_fraction"] * n))
     if target_from >= n:
         return None
     target = float(np.median(lat[target_from:]))

@@ -16,7 +16,8 @@ import os
 import random
 import shutil
 import tempfile
-from typing import Any, Callable, Dict
+from collections.abc import Callable
+from typing import Any
 
 # midpoint, scale, lower clip, upper clip of each benchmark's input size
 SIZES = {
@@ -40,7 +41,7 @@ def _graph(rng: random.Random, size: int) -> Any:
     return nx.barabasi_albert_graph(size, 10, seed=rng.randrange(1 << 30))
 
 
-def bfs(rng: random.Random, mutability: float) -> Dict[str, Any]:
+def bfs(rng: random.Random, mutability: float) -> dict[str, Any]:
     import networkx as nx
 
     size = input_size("bfs", rng, mutability)
@@ -48,7 +49,7 @@ def bfs(rng: random.Random, mutability: float) -> Dict[str, Any]:
     return {"size": size, "visited": tree.number_of_nodes()}
 
 
-def dfs(rng: random.Random, mutability: float) -> Dict[str, Any]:
+def dfs(rng: random.Random, mutability: float) -> dict[str, Any]:
     import networkx as nx
 
     size = input_size("dfs", rng, mutability)
@@ -56,7 +57,7 @@ def dfs(rng: random.Random, mutability: float) -> Dict[str, Any]:
     return {"size": size, "visited": len(order)}
 
 
-def mst(rng: random.Random, mutability: float) -> Dict[str, Any]:
+def mst(rng: random.Random, mutability: float) -> dict[str, Any]:
     import networkx as nx
 
     size = input_size("mst", rng, mutability)
@@ -67,7 +68,7 @@ def mst(rng: random.Random, mutability: float) -> Dict[str, Any]:
     return {"size": size, "edges": tree.number_of_edges()}
 
 
-def pagerank(rng: random.Random, mutability: float) -> Dict[str, Any]:
+def pagerank(rng: random.Random, mutability: float) -> dict[str, Any]:
     # networkx 2.8's public pagerank needs SciPy; its pure-Python power iteration is the one
     # that runs (and is JIT-compiled) under PyPy.
     from networkx.algorithms.link_analysis.pagerank_alg import _pagerank_python
@@ -90,7 +91,7 @@ _TEMPLATE = """<!DOCTYPE html>
 _jinja_env = None
 
 
-def dynamic_html(rng: random.Random, mutability: float) -> Dict[str, Any]:
+def dynamic_html(rng: random.Random, mutability: float) -> dict[str, Any]:
     import datetime
 
     from jinja2 import DictLoader, Environment
@@ -101,7 +102,7 @@ def dynamic_html(rng: random.Random, mutability: float) -> Dict[str, Any]:
     size = input_size("dynamic-html", rng, mutability)
     numbers = [rng.randrange(1_000_000) for _ in range(size)]
     html = _jinja_env.get_template("page.html").render(
-        username="user-%d" % rng.randrange(1000), cur_time=datetime.datetime.now().isoformat(), numbers=numbers
+        username=f"user-{rng.randrange(1000)}", cur_time=datetime.datetime.now().isoformat(), numbers=numbers
     )
     return {"size": size, "bytes": len(html)}
 
@@ -109,7 +110,7 @@ def dynamic_html(rng: random.Random, mutability: float) -> Dict[str, Any]:
 _WORDS = ["serverless", "snapshot", "restore", "function", "request", "latency", "warm", "cold", "jit", "pool"]
 
 
-def compress(rng: random.Random, mutability: float) -> Dict[str, Any]:
+def compress(rng: random.Random, mutability: float) -> dict[str, Any]:
     """Write generated text files, archive them as .tar.gz into the bucket directory (the local
     stand-in for the object store the artifact uploads to), then remove both."""
     size_kib = input_size("compress", rng, mutability)
@@ -128,7 +129,7 @@ def compress(rng: random.Random, mutability: float) -> Dict[str, Any]:
                 words.append(w)
                 n += len(w) + 1
             text = " ".join(words)
-            with open(os.path.join(src, "part-%03d.txt" % i), "w") as f:
+            with open(os.path.join(src, f"part-{i:03d}.txt"), "w") as f:
                 f.write(text)
             left -= len(text)
             i += 1
@@ -138,7 +139,7 @@ def compress(rng: random.Random, mutability: float) -> Dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-HANDLERS: Dict[str, Callable[[random.Random, float], Dict[str, Any]]] = {
+HANDLERS: dict[str, Callable[[random.Random, float], dict[str, Any]]] = {
     "bfs": bfs,
     "dfs": dfs,
     "mst": mst,

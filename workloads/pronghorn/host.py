@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import queue
@@ -40,6 +41,7 @@ from pronghorn.strategies import COLD, STRATEGIES, Orchestrator, make_strategy
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PYPY = HERE / ".venv" / "bin" / "pypy3"
+PR_SET_CHILD_SUBREAPER = 36
 BENCHMARKS = ("bfs", "dfs", "mst", "pagerank", "dynamic-html", "compress")
 
 
@@ -132,6 +134,7 @@ class Host:
         self.control = Control()
         self.pypy = args.pypy or os.environ.get("PRONGHORN_PYPY") or str(DEFAULT_PYPY)
         self.env = {**os.environ, "PRONGHORN_BUCKET": str(args.state_dir / "bucket")}
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
         (args.state_dir / "bucket").mkdir(parents=True, exist_ok=True)
         self.results = open(args.results_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the host
         self.lock = threading.Lock()  # one request at a time on the instance, as one container
@@ -189,35 +192,41 @@ class Host:
 
     # -- requests -------------------------------------------------------------------------------
     def invoke(self, mutability: float) -> tuple[int, dict[str, Any]]:
+        """Run one request. On 200/500 the host stays locked until `after` (the next request must
+        not reach an instance that is about to be snapshotted or evicted)."""
         recv = now_us()
-        if self.restarting.is_set() or self.failure:
+        self.lock.acquire()
+        if self.restarting.is_set() or self.failure or self.instance is None:
+            self.lock.release()
             self.stats["unavailable"] += 1
             return 503, {"error": self.failure or "the function's container is restarting"}
-        with self.lock:
-            inst = self.instance
-            assert inst is not None
+        try:
             dispatch = now_us()
-            reply = inst.call({"op": "invoke", "mutability": mutability})
+            reply = self.instance.call({"op": "invoke", "mutability": mutability})
             finished = now_us()
-            self.requests += 1
-            step = self.orch.after_request(float(reply["server_us"]))
-            rec = {
-                "request": self.requests,
-                "instance": self.instances,
-                "restored_from": self.orch.base,
-                "request_number": step.request_number,
-                "server_us": round(float(reply["server_us"]), 1),
-                "success": bool(reply["ok"]),
-                "recvTs": recv,
-                "dispatchTs": dispatch,
-                "finishedTs": finished,
-            }
-            return 200 if reply["ok"] else 500, {"rec": rec, "step": step, "result": reply["result"]}
+        except BaseException:
+            self.lock.release()
+            raise
+        self.requests += 1
+        step = self.orch.after_request(float(reply["server_us"]))
+        rec = {
+            "request": self.requests,
+            "instance": self.instances,
+            "restored_from": self.orch.base,
+            "request_number": step.request_number,
+            "server_us": round(float(reply["server_us"]), 1),
+            "success": bool(reply["ok"]),
+            "recvTs": recv,
+            "dispatchTs": dispatch,
+            "finishedTs": finished,
+        }
+        return 200 if reply["ok"] else 500, {"rec": rec, "step": step, "result": reply["result"]}
 
     def after(self, out: dict[str, Any]) -> None:
-        """Snapshot and eviction, after the response is on its way (as the agent does from the log)."""
+        """Snapshot and eviction, after the response is on its way (as the agent does from the
+        runtime's log); releases the lock `invoke` took."""
         step, rec = out["step"], out["rec"]
-        with self.lock:
+        try:
             if step.snapshot and self.instance is not None:
                 snap = self._fork_from(self.instance, "snapshot")
                 self.snapshots[step.request_number] = snap
@@ -235,6 +244,8 @@ class Host:
                 self.stats["evictions"] += 1
                 self.restarting.set()
                 threading.Thread(target=self._restart, daemon=True).start()
+        finally:
+            self.lock.release()
 
     def shutdown(self) -> None:
         for p in [self.instance, self.zygote, *self.snapshots.values()]:
@@ -272,8 +283,10 @@ def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
             if status == 503:
                 self._reply(503, out)
                 return
-            self._reply(status, {**out["rec"], "result": out["result"]})
-            host.after(out)
+            try:
+                self._reply(status, {**out["rec"], "result": out["result"]})
+            finally:
+                host.after(out)
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
@@ -316,8 +329,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def adopt_orphans() -> None:
+    """Snapshots outlive the instance that forked them: as a subreaper the host stays their
+    parent (not init), and reaps them itself (SIGCHLD ignored: the kernel does it)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    adopt_orphans()
     args.state_dir.mkdir(parents=True, exist_ok=True)
     args.results_path.parent.mkdir(parents=True, exist_ok=True)
     host = Host(args)

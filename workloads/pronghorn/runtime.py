@@ -90,7 +90,7 @@ def main(argv=None) -> None:
                 continue
             send(f, {"ok": True, "pid": pid})
         else:
-            send(f, {"ok": False, "error": "op %r not allowed for a %s" % (op, role)})
+            send(f, {"ok": False, "error": f"op {op!r} not allowed for a {role}"})
 
 
 if __name__ == "__main__":
