@@ -42,6 +42,8 @@ def make_host(tmp_path: Path, strategy: str = "cold", eviction: int = 1000, **kw
         cold_start=kw.get("cold_start", "zygote"),
         pypy=PYPY,
         seed=1,
+        gc_nursery="4MB",
+        share_pages=kw.get("share_pages", False),
     )
     args.state_dir.mkdir(parents=True, exist_ok=True)
     host = Host(args)

@@ -58,6 +58,7 @@ class Proc:
     served: int
     sock: socket.socket
     f: BinaryIO
+    hello: dict[str, Any] = field(default_factory=dict)
 
     def call(self, msg: dict[str, Any]) -> dict[str, Any]:
         self.f.write(json.dumps(msg).encode() + b"\n")
@@ -103,7 +104,7 @@ class Control:
             if q is None:
                 conn.close()  # nobody asked for it: it exits on EOF
                 continue
-            q.put(Proc(hello["role"], int(hello["pid"]), int(hello["served"]), conn, f))
+            q.put(Proc(hello["role"], int(hello["pid"]), int(hello["served"]), conn, f, hello))
 
     def expect(self) -> tuple[str, queue.Queue[Proc]]:
         token = uuid.uuid4().hex
@@ -134,6 +135,10 @@ class Host:
         self.control = Control()
         self.pypy = args.pypy or os.environ.get("PRONGHORN_PYPY") or str(DEFAULT_PYPY)
         self.env = {**os.environ, "PRONGHORN_BUCKET": str(args.state_dir / "bucket")}
+        # PyPy sizes its nursery from the last-level cache: 240 MiB on a 480 MiB-L3 cloud VM, which
+        # makes every process (and snapshot) ~300 MiB. The per-core L2 size gives ~60 MiB
+        # processes, the size of the artifact's PyPy CRIU images (54-64 MB).
+        self.env.setdefault("PYPY_GC_NURSERY", args.gc_nursery)
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
         (args.state_dir / "bucket").mkdir(parents=True, exist_ok=True)
         self.results = open(args.results_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the host
@@ -145,6 +150,7 @@ class Host:
         self.children: list[subprocess.Popen[bytes]] = []
         self.requests = 0
         self.instances = 0
+        self.started: dict[str, float] = {}  # how the running instance started: ms, MiB copied
         self.stats = {"cold_starts": 0, "restores": 0, "snapshots": 0, "pruned": 0, "evictions": 0, "unavailable": 0}
         self.failure = ""
 
@@ -153,6 +159,7 @@ class Host:
         token, q = self.control.expect()
         argv = [self.pypy, "-m", "pronghorn.runtime", "--benchmark", self.args.benchmark]
         argv += ["--control-port", str(self.control.port), "--token", token, "--role", role]
+        argv += ["--share-pages"] if self.args.share_pages else []
         self.children.append(subprocess.Popen(argv, env=self.env, start_new_session=False))
         return self.control.take(token, q, 60, f"a new {role} process ({self.pypy})")
 
@@ -165,6 +172,15 @@ class Host:
 
     def start_instance(self) -> None:
         """The next instance, from the snapshot the strategy picks (or cold)."""
+        t0 = time.perf_counter()
+        self._start_instance()
+        assert self.instance is not None
+        self.started = {
+            "start_ms": round((time.perf_counter() - t0) * 1e3, 1),
+            "copied_mib": self.instance.hello.get("copied_mib", 0.0),
+        }
+
+    def _start_instance(self) -> None:
         base = self.orch.start_instance()
         if base != COLD and base in self.snapshots:
             self.instance = self._fork_from(self.snapshots[base], "restore")
@@ -215,6 +231,7 @@ class Host:
             "restored_from": self.orch.base,
             "request_number": step.request_number,
             "server_us": round(float(reply["server_us"]), 1),
+            **({f"instance_{k}": v for k, v in self.started.items()} if self.orch.served == 1 else {}),
             "success": bool(reply["ok"]),
             "recvTs": recv,
             "dispatchTs": dispatch,
@@ -323,6 +340,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cold-start", choices=["zygote", "exec"], default="zygote")
     ap.add_argument("--pypy", help=f"PyPy interpreter with networkx and Jinja2 (default {DEFAULT_PYPY})")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--gc-nursery", default="4MB", help="PYPY_GC_NURSERY of the function processes")
+    ap.add_argument(
+        "--share-pages", action="store_true", help="restored processes keep sharing pages copy-on-write (no eager copy)"
+    )
     args = ap.parse_args(argv)
     if args.eviction < 1:
         ap.error(f"--eviction: expected a number of requests >= 1, got {args.eviction}")

@@ -17,16 +17,60 @@ Runs under PyPy 3.9: no syntax newer than Python 3.9 here.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import random
 import signal
 import socket
+import struct
 import sys
 import time
 import traceback
 
 from pronghorn.handlers import HANDLERS, preload
+
+MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def own_pages() -> dict:
+    """Copy every present private writable page of this process now, as CRIU's restore writes a
+    process's pages eagerly. Without it a forked process would pay a copy-on-write fault per page
+    inside its requests, a cost no CRIU-restored process has. Returns what it did (MiB, ms)."""
+    t0 = time.perf_counter()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    copied = 0
+    failed = 0
+    with open("/proc/self/maps") as f:
+        maps = f.read().splitlines()
+    with open("/proc/self/pagemap", "rb", buffering=0) as pm:
+        for line in maps:
+            parts = line.split()
+            perms = parts[1]
+            if not (perms.startswith("rw") and perms[3] == "p") or (len(parts) > 5 and parts[5].startswith("[v")):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            pm.seek(lo // PAGE * 8)
+            data = pm.read((hi - lo) // PAGE * 8)
+            entries = struct.unpack(f"{len(data) // 8}Q", data)
+            start = None
+            for i, e in enumerate((*entries, 0)):
+                present = (e >> 62) & 3  # present or swapped: a page this process has
+                if present and start is None:
+                    start = i
+                elif not present and start is not None:
+                    if libc.madvise(lo + start * PAGE, (i - start) * PAGE, MADV_POPULATE_WRITE) == 0:
+                        copied += (i - start) * PAGE
+                    else:
+                        failed += 1
+                    start = None
+    return {
+        "copied_mib": round(copied / 2**20, 1),
+        "own_ms": round((time.perf_counter() - t0) * 1e3, 1),
+        "failed": failed,
+    }
 
 
 def connect(port: int, hello: dict) -> tuple:
@@ -52,7 +96,9 @@ def main(argv=None) -> None:
     ap.add_argument("--control-port", type=int, required=True)
     ap.add_argument("--token", required=True)
     ap.add_argument("--role", choices=["instance", "zygote"], default="instance")
+    ap.add_argument("--share-pages", action="store_true", help="forks keep sharing pages copy-on-write")
     args = ap.parse_args(argv)
+    owning = not args.share_pages
     # Children are never waited for: snapshots outlive the instance that forked them.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     handler = HANDLERS[args.benchmark]
@@ -86,7 +132,10 @@ def main(argv=None) -> None:
                 f.close()
                 sock.close()
                 role = child_role
-                sock, f = connect(port, {"role": role, "token": msg["token"], "served": served})
+                # The snapshot copies its pages (so that the instance it came from owns its own
+                # again); a restored instance copies before it serves, as a CRIU restore would.
+                own = own_pages() if owning else {}
+                sock, f = connect(port, {"role": role, "token": msg["token"], "served": served, **own})
                 continue
             send(f, {"ok": True, "pid": pid})
         else:
