@@ -163,9 +163,9 @@ class Host:
         self.children.append(subprocess.Popen(argv, env=self.env, start_new_session=False))
         return self.control.take(token, q, 60, f"a new {role} process ({self.pypy})")
 
-    def _fork_from(self, parent: Proc, op: str) -> Proc:
+    def _fork_from(self, parent: Proc, op: str, keep_serving: bool = True) -> Proc:
         token, q = self.control.expect()
-        reply = parent.call({"op": op, "token": token})
+        reply = parent.call({"op": op, "token": token, "keep_serving": keep_serving})
         if not reply.get("ok"):
             raise RuntimeError(f"{op} refused by {parent.role} {parent.pid}: {reply.get('error')}")
         return self.control.take(token, q, 30, f"the {op} of process {parent.pid}")
@@ -245,7 +245,7 @@ class Host:
         step, rec = out["step"], out["rec"]
         try:
             if step.snapshot and self.instance is not None:
-                snap = self._fork_from(self.instance, "snapshot")
+                snap = self._fork_from(self.instance, "snapshot", keep_serving=not step.evict)
                 self.snapshots[step.request_number] = snap
                 self.stats["snapshots"] += 1
                 for k in self.orch.snapshot_taken(step.request_number):

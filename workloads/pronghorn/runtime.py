@@ -5,9 +5,9 @@ Every process of the function (a cold start, a snapshot, an instance restored fr
 back to the host's control port and says who it is; then it obeys newline-delimited JSON commands:
 
     invoke {mutability}   run the handler once; answer {ok, server_us, result, served}
-    snapshot {token}      fork: the child keeps this process's state (JIT code, heap, RNG) and
-                          waits, blocked on its own control connection (a stopped image that costs
-                          no CPU); the parent goes on serving
+    snapshot {token, keep_serving}  fork: the child keeps this process's state (JIT code, heap,
+                          RNG) and waits, blocked on its own control connection (a stopped image
+                          that costs no CPU); the parent goes on serving
     restore {token}       (a snapshot or the zygote) fork an instance that serves from this state
 
 A process whose control connection closes (host gone, or evicted) exits at once.
@@ -132,12 +132,16 @@ def main(argv=None) -> None:
                 f.close()
                 sock.close()
                 role = child_role
-                # The snapshot copies its pages (so that the instance it came from owns its own
-                # again); a restored instance copies before it serves, as a CRIU restore would.
-                own = own_pages() if owning else {}
+                # A restored instance copies its pages before it serves, as a CRIU restore would;
+                # a snapshot only keeps the pages it shares.
+                own = own_pages() if owning and role == "instance" else {}
                 sock, f = connect(port, {"role": role, "token": msg["token"], "served": served, **own})
                 continue
-            send(f, {"ok": True, "pid": pid})
+            # An instance that goes on serving after its snapshot copies its pages now (the
+            # snapshot keeps the originals), as it would own them after a CRIU dump; one that is
+            # evicted next does not bother.
+            own = own_pages() if owning and op == "snapshot" and msg.get("keep_serving") else {}
+            send(f, {"ok": True, "pid": pid, **own})
         else:
             send(f, {"ok": False, "error": f"op {op!r} not allowed for a {role}"})
 
