@@ -53,7 +53,10 @@ def ecdf(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart:
     row_vals = _values(data, rows, f"{where}.rows")
     col_vals = _values(data, cols, f"{where}.columns")
     order = _series(data, fig)
-    dashes = [fig.get("dashes", {}).get(s, DASHES[i % len(DASHES)]) for i, s in enumerate(order)]
+    given = fig.get("dashes", {})
+    # Series without a dash of their own get the first styles no other series has.
+    spare = iter([d for d in DASHES if d not in given.values()] + DASHES * len(order))
+    dashes = [given[s] if s in given else next(spare) for s in order]
     color = alt.Color("label:N", title=None, sort=order, scale=alt.Scale(domain=order, range=PALETTE[: len(order)]))
     dash = alt.StrokeDash("label:N", title=None, sort=order, scale=alt.Scale(domain=order, range=dashes))
     clip = float(fig.get("clip_percentile", 98))
