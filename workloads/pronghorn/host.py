@@ -92,19 +92,29 @@ class Control:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            f = conn.makefile("rwb", buffering=0)
-            line = f.readline()
-            if not line:
+            try:
+                self._hello(conn)
+            except Exception as e:  # one bad connection must not stop the listener
+                print(f"pronghorn host: dropped a control connection: {e!r}", file=sys.stderr, flush=True)
                 conn.close()
-                continue
-            hello = json.loads(line)
-            with self.lock:
-                q = self.waiting.get(hello["token"])
-            if q is None:
-                conn.close()  # nobody asked for it: it exits on EOF
-                continue
-            q.put(Proc(hello["role"], int(hello["pid"]), int(hello["served"]), conn, f, hello))
+
+    def _hello(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.settimeout(10)  # a process that connects says who it is at once
+        f = conn.makefile("rwb", buffering=0)
+        line = f.readline()
+        conn.settimeout(None)
+        if not line:
+            conn.close()
+            return
+        hello = json.loads(line)
+        with self.lock:
+            q = self.waiting.get(hello["token"])
+        if q is None:
+            print(f"pronghorn host: unexpected {hello.get('role')} {hello.get('pid')}", file=sys.stderr, flush=True)
+            conn.close()  # nobody asked for it: it exits on EOF
+            return
+        q.put(Proc(hello["role"], int(hello["pid"]), int(hello["served"]), conn, f, hello))
 
     def expect(self) -> tuple[str, queue.Queue[Proc]]:
         token = uuid.uuid4().hex
