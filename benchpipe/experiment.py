@@ -15,6 +15,8 @@ from benchpipe.validation import read_yaml, validate
 
 RATE_PARAM_DEFAULT = "qps"
 SETTINGS_DURATIONS = ("cycle_s", "prewarm_cycle_s")
+# Sequential-load pauses (Pronghorn's think time), scaled like durations; 0 is allowed.
+SETTINGS_PAUSES = ("gap_s", "retry_delay_s")
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -121,10 +123,15 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
         for key in ("warmup_s", "measure_s"):
             if wl.get(key, 0) > 0:
                 wl[key] = round(max(wl[key] * d, floor), 3)
-    for key in SETTINGS_DURATIONS:
-        # Closed-loop settings (switching) are durations too.
-        if key in data["workload"]["settings"]:
-            data["workload"]["settings"][key] = round(data["workload"]["settings"][key] * d, 3)
+    settings = data["workload"]["settings"]
+    for key in SETTINGS_DURATIONS + SETTINGS_PAUSES:
+        # Closed-loop settings (switching) and sequential pauses are durations too.
+        if key in settings:
+            settings[key] = round(settings[key] * d, 3)
+    q = scale.get("requests", 1)
+    if q != 1 and "requests" in settings:
+        # Sequential runs are counted in requests (Pronghorn's 500 per cell).
+        settings["requests"] = max(1, round(settings["requests"] * q))
     if r != 1:
         rate_params = [p for p, m in data.get("parameters", {}).items() if m.get("role") == "rate"]
         if not rate_params and RATE_PARAM_DEFAULT in data["sweep"]:
@@ -177,6 +184,10 @@ def _check(exp: Experiment, repetitions: int) -> None:
         v = wl["settings"].get(key, 1)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ConfigError(f"{src}: workload.settings.{key}: expected a number of seconds > 0, got {v!r}")
+    for key in SETTINGS_PAUSES:
+        v = wl["settings"].get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(f"{src}: workload.settings.{key}: expected a number of seconds >= 0, got {v!r}")
     generator = wl.get("generator", "openloop")
     if generator in ("openloop", "wrk2"):
         if not wl["mix"]:
@@ -203,6 +214,8 @@ def _check(exp: Experiment, repetitions: int) -> None:
     for i, fig in enumerate(data["figures"]):
         if fig["kind"] in ("lines", "bars", "consistency_window") and ("panels" not in fig or "x" not in fig):
             raise ConfigError(f"{src}: figures[{i}]: expected keys x and panels for a {fig['kind']} figure")
+        if fig["kind"] == "ecdf" and not {"x", "rows", "columns"} <= set(fig):
+            raise ConfigError(f"{src}: figures[{i}]: expected keys x, rows and columns for an ecdf figure")
     for b in exp.baselines:
         pts = exp.points(b, repetitions)
         seen = [p.name for p in pts]

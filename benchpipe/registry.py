@@ -30,6 +30,8 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "switching": "benchpipe.summaries.switching:point_switching",
         "loadgen": "benchpipe.summaries.loadgen:point_loadgen",
         "consistency": "benchpipe.summaries.consistency:point_consistency",
+        "requests": "benchpipe.summaries.requests:point_requests",
+        "convergence": "benchpipe.summaries.convergence:point_convergence",
     },
     # Figure kinds: f(summary_df, figure_cfg) -> an altair chart.
     "figure": {
@@ -37,6 +39,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "bars": "benchpipe.plots.figures:bars",
         "timeline": "benchpipe.plots.timeline:timeline",
         "consistency_window": "benchpipe.plots.consistency:consistency_window",
+        "ecdf": "benchpipe.plots.ecdf:ecdf",
     },
 }
 

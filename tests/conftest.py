@@ -24,6 +24,7 @@ HARNESS = (
     "-m standin",
     "-m mu2sls",
     "-m antipode",
+    "-m pronghorn",
     "redis-server ",
     "-m benchpipe",
     "-m snakemake",

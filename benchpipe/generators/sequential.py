@@ -4,10 +4,17 @@ draws as a reference line. Bodies come from the mix's templates, entries chosen 
 
 settings: warmup_requests (20), requests (200), timeout_s (30), seed (1). The run's duration_s is
 a cap: a run that hits it stops early and is flagged.
+
+Pronghorn's synthetic_run.py adds: gap_s (0), a think time after each successful request;
+unavailable_retries (0) and retry_delay_s (1): a 503 (a container restarting) is tried again after
+the delay and not recorded, as the artifact's client drops such requests; record_requests (false):
+every timed request's client latency in `<label>.requests.csv` (request, client_us, ok, status,
+retries), in order.
 """
 
 from __future__ import annotations
 
+import csv
 import http.client
 import random
 import time
@@ -21,6 +28,7 @@ from benchpipe.generators.templates import MixTemplates
 from benchpipe.model import GeneratorReport, Mix, write_json_atomic
 
 HIST_MAX_US = 3_600_000_000
+REQUEST_COLUMNS = ("request", "client_us", "ok", "status", "retries")
 
 
 class SequentialGenerator:
@@ -43,9 +51,11 @@ class SequentialGenerator:
         counts = {"sent": 0, "ok": 0, "errors": 0}
         first_error = ""
         cap = time.perf_counter() + duration_s
+        gap_s = float(self.s.get("gap_s", 0))
+        retries_max, retry_delay_s = int(self.s.get("unavailable_retries", 0)), float(self.s.get("retry_delay_s", 1))
+        rows: list[tuple[int, int, int, int, int]] = []
 
-        def one() -> tuple[bool, float]:
-            _, path, body = templates.draw(rng)
+        def attempt(path: str, body: bytes) -> tuple[bool, int, float, str]:
             t0 = time.perf_counter()
             try:
                 conn.request(
@@ -53,14 +63,27 @@ class SequentialGenerator:
                 )
                 resp = conn.getresponse()
                 resp.read()
-                ok, why = 200 <= resp.status < 300, f"HTTP {resp.status} from {path}"
+                status, ok, why = resp.status, 200 <= resp.status < 300, f"HTTP {resp.status} from {path}"
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
-                ok, why = False, f"{e.__class__.__name__}: {e}"
+                status, ok, why = 0, False, f"{e.__class__.__name__}: {e}"
+            return ok, status, time.perf_counter() - t0, why
+
+        def one() -> tuple[bool, float, int, int]:
+            _, path, body = templates.draw(rng)
+            tries = 0
+            while True:
+                ok, status, lat, why = attempt(path, body)
+                if status != 503 or tries >= retries_max:
+                    break
+                tries += 1
+                time.sleep(retry_delay_s)  # the artifact's client: wait, then try again unrecorded
             nonlocal first_error
             if not ok:
                 first_error = first_error or why
-            return ok, time.perf_counter() - t0
+            elif gap_s > 0:
+                time.sleep(gap_s)  # think time, outside the measured latency
+            return ok, lat, status, tries
 
         for _ in range(warm):
             counts["sent"] += 1
@@ -70,7 +93,8 @@ class SequentialGenerator:
         while timed < n and time.perf_counter() < cap:
             counts["sent"] += 1
             timed += 1
-            ok, lat = one()
+            ok, lat, status, tries = one()
+            rows.append((timed, round(lat * 1e6), int(ok), status, tries))
             if ok:
                 counts["ok"] += 1
                 hist.record_value(max(1, int(lat * 1e6)))
@@ -109,5 +133,10 @@ class SequentialGenerator:
             fell_behind_reason="; ".join(reasons),
         )
         out_dir.mkdir(parents=True, exist_ok=True)
+        if self.s.get("record_requests"):
+            with open(out_dir / f"{label}.requests.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(REQUEST_COLUMNS)
+                w.writerows(rows)
         write_json_atomic(out_dir / f"{label}.json", report.to_dict())
         return report

@@ -1,0 +1,3 @@
+from pronghorn.host import main
+
+main()

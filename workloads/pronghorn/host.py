@@ -1,0 +1,394 @@
+"""The function host: what the artifact's container, agent and OpenFaaS gateway do for one
+function, on this machine.
+
+- HTTP on --port: `GET|POST /function/<name>[?mutability=M]` runs the function once on the running
+  instance; 503 while the instance restarts (the artifact's client drops such a request and tries
+  again); `GET /healthz` is 200 once the first instance serves; `GET /stats` says what the host did.
+- After each request: the strategy learns the request's server-side latency; the instance is
+  snapshotted (forked) if this is its snapshot point; after `eviction` requests it is killed
+  (SIGKILL, as the agent's kill -9) and the next instance starts from the snapshot the strategy
+  picks: a fork of that stopped snapshot, which carries its warm JIT along.
+- Cold start: `--cold-start exec` runs a new PyPy process; `zygote` (default) forks the host's
+  request-0 image, a process that imported the handler's libraries and served nothing. Either
+  way the first request meets a cold JIT; the zygote only saves the ~0.5 s interpreter start that
+  the artifact's client never measures (it drops requests that hit a restarting container).
+- One JSON line per served request in --results-path (request, instance, request number, where
+  the instance came from, server time, snapshot taken, evicted; recvTs/dispatchTs/finishedTs µs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlsplit
+
+from pronghorn.strategies import COLD, STRATEGIES, Orchestrator, make_strategy
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PYPY = HERE / ".venv" / "bin" / "pypy3"
+PR_SET_CHILD_SUBREAPER = 36
+BENCHMARKS = ("bfs", "dfs", "mst", "pagerank", "dynamic-html", "compress")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Proc:
+    """A runtime process on the control channel: an instance, a snapshot or the zygote."""
+
+    role: str
+    pid: int
+    served: int
+    sock: socket.socket
+    f: BinaryIO
+    hello: dict[str, Any] = field(default_factory=dict)
+
+    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        self.f.write(json.dumps(msg).encode() + b"\n")
+        line = self.f.readline()
+        if not line:
+            raise RuntimeError(f"runtime process {self.pid} ({self.role}) closed its channel")
+        return json.loads(line)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+@dataclass
+class Control:
+    """The listener every runtime process connects back to, keyed by the token it was given."""
+
+    sock: socket.socket = field(default_factory=lambda: socket.create_server(("127.0.0.1", 0)))
+    waiting: dict[str, queue.Queue[Proc]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                self._hello(conn)
+            except Exception as e:  # one bad connection must not stop the listener
+                print(f"pronghorn host: dropped a control connection: {e!r}", file=sys.stderr, flush=True)
+                conn.close()
+
+    def _hello(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.settimeout(10)  # a process that connects says who it is at once
+        f = conn.makefile("rwb", buffering=0)
+        line = f.readline()
+        conn.settimeout(None)
+        if not line:
+            conn.close()
+            return
+        hello = json.loads(line)
+        with self.lock:
+            q = self.waiting.get(hello["token"])
+        if q is None:
+            print(f"pronghorn host: unexpected {hello.get('role')} {hello.get('pid')}", file=sys.stderr, flush=True)
+            conn.close()  # nobody asked for it: it exits on EOF
+            return
+        q.put(Proc(hello["role"], int(hello["pid"]), int(hello["served"]), conn, f, hello))
+
+    def expect(self) -> tuple[str, queue.Queue[Proc]]:
+        token = uuid.uuid4().hex
+        q: queue.Queue[Proc] = queue.Queue()
+        with self.lock:
+            self.waiting[token] = q
+        return token, q
+
+    def take(self, token: str, q: queue.Queue[Proc], timeout_s: float, what: str) -> Proc:
+        try:
+            return q.get(timeout=timeout_s)
+        except queue.Empty:
+            raise RuntimeError(f"{what} did not connect back within {timeout_s:g} s") from None
+        finally:
+            with self.lock:
+                self.waiting.pop(token, None)
+
+
+class Host:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        kw = {"capacity": args.pool_capacity, "max_requests": args.max_requests, "seed": args.seed}
+        self.orch = Orchestrator(
+            make_strategy(args.strategy, args.eviction, **kw)
+            if args.strategy == "request-centric"
+            else make_strategy(args.strategy, args.eviction)
+        )
+        self.control = Control()
+        self.pypy = args.pypy or os.environ.get("PRONGHORN_PYPY") or str(DEFAULT_PYPY)
+        self.env = {**os.environ, "PRONGHORN_BUCKET": str(args.state_dir / "bucket")}
+        # PyPy sizes its nursery from the last-level cache: 240 MiB on a 480 MiB-L3 cloud VM, which
+        # makes every process (and snapshot) ~300 MiB. The per-core L2 size gives ~60 MiB
+        # processes, the size of the artifact's PyPy CRIU images (54-64 MB).
+        self.env.setdefault("PYPY_GC_NURSERY", args.gc_nursery)
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
+        (args.state_dir / "bucket").mkdir(parents=True, exist_ok=True)
+        self.results = open(args.results_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the host
+        self.lock = threading.Lock()  # one request at a time on the instance, as one container
+        self.restarting = threading.Event()
+        self.instance: Proc | None = None
+        self.snapshots: dict[int, Proc] = {}
+        self.zygote: Proc | None = None
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.requests = 0
+        self.instances = 0
+        self.started: dict[str, float] = {}  # how the running instance started: ms, MiB copied
+        self.stats = {"cold_starts": 0, "restores": 0, "snapshots": 0, "pruned": 0, "evictions": 0, "unavailable": 0}
+        self.failure = ""
+
+    # -- processes ------------------------------------------------------------------------------
+    def _exec_runtime(self, role: str) -> Proc:
+        token, q = self.control.expect()
+        argv = [self.pypy, "-m", "pronghorn.runtime", "--benchmark", self.args.benchmark]
+        argv += ["--control-port", str(self.control.port), "--token", token, "--role", role]
+        argv += ["--share-pages"] if self.args.share_pages else []
+        self.children.append(subprocess.Popen(argv, env=self.env, start_new_session=False))
+        return self.control.take(token, q, 60, f"a new {role} process ({self.pypy})")
+
+    def _fork_from(self, parent: Proc, op: str, keep_serving: bool = True) -> Proc:
+        token, q = self.control.expect()
+        reply = parent.call({"op": op, "token": token, "keep_serving": keep_serving})
+        if not reply.get("ok"):
+            raise RuntimeError(f"{op} refused by {parent.role} {parent.pid}: {reply.get('error')}")
+        return self.control.take(token, q, 30, f"the {op} of process {parent.pid}")
+
+    def start_instance(self) -> None:
+        """The next instance, from the snapshot the strategy picks (or cold)."""
+        t0 = time.perf_counter()
+        self._start_instance()
+        assert self.instance is not None
+        self.started = {
+            "start_ms": round((time.perf_counter() - t0) * 1e3, 1),
+            "copied_mib": self.instance.hello.get("copied_mib", 0.0),
+        }
+
+    def _start_instance(self) -> None:
+        base = self.orch.start_instance()
+        if base != COLD and base in self.snapshots:
+            self.instance = self._fork_from(self.snapshots[base], "restore")
+            self.stats["restores"] += 1
+        else:
+            if base != COLD:
+                self.orch.started(COLD)
+            if self.args.cold_start == "zygote":
+                if self.zygote is None:
+                    self.zygote = self._exec_runtime("zygote")
+                self.instance = self._fork_from(self.zygote, "restore")
+            else:
+                self.instance = self._exec_runtime("instance")
+            self.stats["cold_starts"] += 1
+        self.instances += 1
+
+    def _restart(self) -> None:
+        try:
+            self.start_instance()
+        except Exception as e:
+            self.failure = f"restart failed: {e}"
+            print(self.failure, file=sys.stderr, flush=True)
+        finally:
+            self.restarting.clear()
+
+    # -- requests -------------------------------------------------------------------------------
+    def invoke(self, mutability: float) -> tuple[int, dict[str, Any]]:
+        """Run one request. On 200/500 the host stays locked until `after` (the next request must
+        not reach an instance that is about to be snapshotted or evicted)."""
+        recv = now_us()
+        self.lock.acquire()
+        if self.restarting.is_set() or self.failure or self.instance is None:
+            self.lock.release()
+            self.stats["unavailable"] += 1
+            return 503, {"error": self.failure or "the function's container is restarting"}
+        try:
+            dispatch = now_us()
+            reply = self.instance.call({"op": "invoke", "mutability": mutability})
+            finished = now_us()
+        except BaseException:
+            self.lock.release()
+            raise
+        self.requests += 1
+        step = self.orch.after_request(float(reply["server_us"]))
+        rec = {
+            "request": self.requests,
+            "instance": self.instances,
+            "restored_from": self.orch.base,
+            "request_number": step.request_number,
+            "server_us": round(float(reply["server_us"]), 1),
+            **({f"instance_{k}": v for k, v in self.started.items()} if self.orch.served == 1 else {}),
+            "success": bool(reply["ok"]),
+            "recvTs": recv,
+            "dispatchTs": dispatch,
+            "finishedTs": finished,
+        }
+        return 200 if reply["ok"] else 500, {"rec": rec, "step": step, "result": reply["result"]}
+
+    def after(self, out: dict[str, Any]) -> None:
+        """Snapshot and eviction, after the response is on its way (as the agent does from the
+        runtime's log); releases the lock `invoke` took."""
+        step, rec = out["step"], out["rec"]
+        try:
+            if step.snapshot and self.instance is not None:
+                snap = self._fork_from(self.instance, "snapshot", keep_serving=not step.evict)
+                self.snapshots[step.request_number] = snap
+                self.stats["snapshots"] += 1
+                for k in self.orch.snapshot_taken(step.request_number):
+                    self.snapshots.pop(k).kill()
+                    self.stats["pruned"] += 1
+            rec["snapshot"] = bool(step.snapshot)
+            rec["pool"] = sorted(self.snapshots)
+            rec["evicted"] = bool(step.evict)
+            self.results.write(json.dumps(rec) + "\n")
+            if step.evict and self.instance is not None:
+                self.instance.kill()
+                self.instance = None
+                self.stats["evictions"] += 1
+                self.restarting.set()
+                threading.Thread(target=self._restart, daemon=True).start()
+        finally:
+            self.lock.release()
+
+    def shutdown(self) -> None:
+        for p in [self.instance, self.zygote, *self.snapshots.values()]:
+            if p is not None:
+                p.kill()
+        for c in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                c.kill()
+        self.control.sock.close()
+
+
+def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _reply(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if status == 503:
+                self.send_header("Retry-After", "1")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _function(self) -> None:
+            url = urlsplit(self.path)
+            if self.command == "POST":
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            mutability = float(parse_qs(url.query).get("mutability", ["1"])[0])
+            status, out = host.invoke(mutability)
+            if status == 503:
+                self._reply(503, out)
+                return
+            try:
+                self._reply(status, {**out["rec"], "result": out["result"]})
+            finally:
+                host.after(out)
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path.startswith("/function/"):
+                self._function()
+            elif path == "/healthz":
+                ready = host.instance is not None and not host.restarting.is_set()
+                self._reply(200 if ready else 503, {"ready": ready})
+            elif path == "/stats":
+                self._reply(200, {**host.stats, "requests": host.requests, "pool": sorted(host.snapshots)})
+            else:
+                self._reply(404, {"error": f"no route {path}"})
+
+        def do_POST(self) -> None:
+            if urlsplit(self.path).path.startswith("/function/"):
+                self._function()
+            else:
+                self._reply(404, {"error": "POST /function/<name> only"})
+
+    return H
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m pronghorn", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    ap.add_argument("--strategy", required=True, choices=STRATEGIES)
+    ap.add_argument("--eviction", type=int, required=True, help="requests per instance before it is killed")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--state-dir", type=Path, required=True)
+    ap.add_argument("--results-path", type=Path, required=True)
+    ap.add_argument("--pool-capacity", type=int, default=14, help="the artifact's RequestCentric default")
+    ap.add_argument("--max-requests", type=int, default=100, help="snapshot points 1..N")
+    ap.add_argument("--cold-start", choices=["zygote", "exec"], default="zygote")
+    ap.add_argument("--pypy", help=f"PyPy interpreter with networkx and Jinja2 (default {DEFAULT_PYPY})")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--gc-nursery", default="4MB", help="PYPY_GC_NURSERY of the function processes")
+    ap.add_argument(
+        "--share-pages", action="store_true", help="restored processes keep sharing pages copy-on-write (no eager copy)"
+    )
+    args = ap.parse_args(argv)
+    if args.eviction < 1:
+        ap.error(f"--eviction: expected a number of requests >= 1, got {args.eviction}")
+    return args
+
+
+def adopt_orphans() -> None:
+    """Snapshots outlive the instance that forked them: as a subreaper the host stays their
+    parent (not init), and reaps them itself (SIGCHLD ignored: the kernel does it)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    adopt_orphans()
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    args.results_path.parent.mkdir(parents=True, exist_ok=True)
+    host = Host(args)
+    pypy = Path(host.pypy)
+    if not pypy.exists():
+        sys.exit(f"pronghorn: no PyPy interpreter at {pypy}; run workloads/pronghorn/install.sh (or pass --pypy)")
+    threading.Thread(target=host.control.serve, daemon=True).start()
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(host))
+    server.daemon_threads = True
+
+    def stop(*_: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        host.start_instance()
+        server.serve_forever()
+    finally:
+        host.shutdown()
+        server.server_close()
