@@ -116,6 +116,13 @@ class Control:
             return
         q.put(Proc(hello["role"], int(hello["pid"]), int(hello["served"]), conn, f, hello))
 
+    def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone would leave it blocked on
+        # a file whose descriptor number the next socket reuses.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
     def expect(self) -> tuple[str, queue.Queue[Proc]]:
         token = uuid.uuid4().hex
         q: queue.Queue[Proc] = queue.Queue()
@@ -127,7 +134,7 @@ class Control:
         try:
             return q.get(timeout=timeout_s)
         except queue.Empty:
-            raise RuntimeError(f"{what} did not connect back within {timeout_s:g} s") from None
+            raise RuntimeError(f"{what} did not connect back within {timeout_s:g} s (port {self.port})") from None
         finally:
             with self.lock:
                 self.waiting.pop(token, None)
@@ -281,7 +288,7 @@ class Host:
         for c in self.children:
             with contextlib.suppress(ProcessLookupError):
                 c.kill()
-        self.control.sock.close()
+        self.control.close()
 
 
 def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
