@@ -237,7 +237,10 @@ class Host:
             dispatch = now_us()
             reply = self.instance.call({"op": "invoke", "mutability": mutability})
             finished = now_us()
-        except BaseException:
+        except BaseException as e:
+            # An instance that died under a request (not an eviction) fails the host's later
+            # requests with its reason, as a crashed container would.
+            self.failure = f"instance {self.instance.pid} failed: {e}"
             self.lock.release()
             raise
         self.requests += 1
@@ -313,7 +316,11 @@ def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
             if self.command == "POST":
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
             mutability = float(parse_qs(url.query).get("mutability", ["1"])[0])
-            status, out = host.invoke(mutability)
+            try:
+                status, out = host.invoke(mutability)
+            except (OSError, RuntimeError, ValueError):
+                self._reply(502, {"error": host.failure})
+                return
             if status == 503:
                 self._reply(503, out)
                 return
@@ -330,7 +337,9 @@ def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
                 ready = host.instance is not None and not host.restarting.is_set()
                 self._reply(200 if ready else 503, {"ready": ready})
             elif path == "/stats":
-                self._reply(200, {**host.stats, "requests": host.requests, "pool": sorted(host.snapshots)})
+                inst = host.instance.pid if host.instance is not None else None
+                stats = {**host.stats, "requests": host.requests, "pool": sorted(host.snapshots), "instance_pid": inst}
+                self._reply(200, stats)
             else:
                 self._reply(404, {"error": f"no route {path}"})
 
