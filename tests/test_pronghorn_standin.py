@@ -177,3 +177,14 @@ def test_cold_host_never_restores(host_proc):
     assert [g["request_number"] for g in got] == [1] * 5
     stats = get(url + "/stats")[1]
     assert stats["snapshots"] == 0 and stats["restores"] == 0 and stats["cold_starts"] == 5
+
+
+def test_an_instance_that_dies_under_the_host_fails_its_requests_with_the_reason(host_proc):
+    url, _results, _ = host_proc("cold", 100)
+    serve(url, 2)
+    pid = get(url + "/stats")[1]["instance_pid"]
+    os.kill(pid, signal.SIGKILL)  # not an eviction: the instance crashed
+    status, body = get(url + "/function/dfs?mutability=1")
+    assert status == 502 and f"instance {pid} failed" in body["error"]
+    status, body = get(url + "/function/dfs?mutability=1")
+    assert status == 503 and f"instance {pid} failed" in body["error"]

@@ -116,6 +116,13 @@ class Control:
             return
         q.put(Proc(hello["role"], int(hello["pid"]), int(hello["served"]), conn, f, hello))
 
+    def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone would leave it blocked on
+        # a file whose descriptor number the next socket reuses.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
     def expect(self) -> tuple[str, queue.Queue[Proc]]:
         token = uuid.uuid4().hex
         q: queue.Queue[Proc] = queue.Queue()
@@ -127,7 +134,7 @@ class Control:
         try:
             return q.get(timeout=timeout_s)
         except queue.Empty:
-            raise RuntimeError(f"{what} did not connect back within {timeout_s:g} s") from None
+            raise RuntimeError(f"{what} did not connect back within {timeout_s:g} s (port {self.port})") from None
         finally:
             with self.lock:
                 self.waiting.pop(token, None)
@@ -230,7 +237,10 @@ class Host:
             dispatch = now_us()
             reply = self.instance.call({"op": "invoke", "mutability": mutability})
             finished = now_us()
-        except BaseException:
+        except BaseException as e:
+            # An instance that died under a request (not an eviction) fails the host's later
+            # requests with its reason, as a crashed container would.
+            self.failure = f"instance {self.instance.pid} failed: {e}"
             self.lock.release()
             raise
         self.requests += 1
@@ -281,7 +291,7 @@ class Host:
         for c in self.children:
             with contextlib.suppress(ProcessLookupError):
                 c.kill()
-        self.control.sock.close()
+        self.control.close()
 
 
 def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
@@ -306,7 +316,11 @@ def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
             if self.command == "POST":
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
             mutability = float(parse_qs(url.query).get("mutability", ["1"])[0])
-            status, out = host.invoke(mutability)
+            try:
+                status, out = host.invoke(mutability)
+            except (OSError, RuntimeError, ValueError):
+                self._reply(502, {"error": host.failure})
+                return
             if status == 503:
                 self._reply(503, out)
                 return
@@ -323,7 +337,9 @@ def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
                 ready = host.instance is not None and not host.restarting.is_set()
                 self._reply(200 if ready else 503, {"ready": ready})
             elif path == "/stats":
-                self._reply(200, {**host.stats, "requests": host.requests, "pool": sorted(host.snapshots)})
+                inst = host.instance.pid if host.instance is not None else None
+                stats = {**host.stats, "requests": host.requests, "pool": sorted(host.snapshots), "instance_pid": inst}
+                self._reply(200, stats)
             else:
                 self._reply(404, {"error": f"no route {path}"})
 
