@@ -10,7 +10,7 @@ if ! command -v pypy3 >/dev/null; then
   # shellcheck disable=SC2046
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq $(grep -v '^#' "$here/debian-packages.txt") >/dev/null
 fi
-[ -x "$venv/bin/pypy3" ] || pypy3 -m venv "$venv"
+[ -x "$venv/bin/pypy3" ] || pypy3 -m venv "$venv" >/dev/null
 if ! "$venv/bin/pypy3" - "$here/requirements-pypy.txt" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version
@@ -22,5 +22,6 @@ for line in open(sys.argv[1]):
 PY
 then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements-pypy.txt"
+  echo "pronghorn: PyPy venv ready at $venv"
 fi
-echo "pronghorn: PyPy venv ready at $venv"
+# Silent when there was nothing to do: a second install prints nothing (tests/test_fresh_install.py).
