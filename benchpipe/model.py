@@ -155,6 +155,18 @@ class GeneratorReport:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+def latency_fields(hist: Any) -> dict[str, Any]:
+    """A GeneratorReport's latency fields from an HdrHistogram of microseconds (zeros when empty)."""
+    if not hist.get_total_count():
+        return {k: 0.0 for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms")} | {"histogram": ""}
+    pct = {"p50_ms": 50, "p90_ms": 90, "p99_ms": 99, "p999_ms": 99.9}
+    return {k: hist.get_value_at_percentile(p) / 1e3 for k, p in pct.items()} | {
+        "max_ms": hist.get_max_value() / 1e3,
+        "mean_ms": hist.get_mean_value() / 1e3,
+        "histogram": hist.encode().decode(),
+    }
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON so that a reader never sees half a file (a kill leaves the old one)."""
     path = Path(path)

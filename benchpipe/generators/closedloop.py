@@ -15,7 +15,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from benchpipe.model import GeneratorReport, Mix, write_json_atomic
+from benchpipe.model import GeneratorReport, Mix, latency_fields, write_json_atomic
 
 
 def mode_for(read_ratio: float) -> str:
@@ -40,10 +40,6 @@ class ClosedLoopGenerator:
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / ("trace.txt" if not warm else "warmup_trace.txt")).write_text("".join(lines))
-        total = hist.get_total_count()
-
-        def pct(p: float) -> float:
-            return hist.get_value_at_percentile(p) / 1e3 if total else 0.0
 
         report = GeneratorReport(
             generator="closedloop",
@@ -55,13 +51,7 @@ class ClosedLoopGenerator:
             timeouts=0,
             achieved_rate=counts["ok"] / duration_s,
             max_send_lag_ms=0.0,
-            p50_ms=pct(50),
-            p90_ms=pct(90),
-            p99_ms=pct(99),
-            p999_ms=pct(99.9),
-            max_ms=hist.get_max_value() / 1e3 if total else 0.0,
-            mean_ms=hist.get_mean_value() / 1e3 if total else 0.0,
-            histogram=hist.encode().decode() if total else "",
+            **latency_fields(hist),
             fell_behind=counts["errors"] > 0,
             fell_behind_reason=f"{counts['errors']} failed requests" if counts["errors"] else "",
         )

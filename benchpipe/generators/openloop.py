@@ -46,7 +46,7 @@ from hdrh.histogram import HdrHistogram
 
 from benchpipe.generators.alarm import Alarm
 from benchpipe.generators.request_bytes import RequestSource, source_for
-from benchpipe.model import GeneratorReport, Mix, write_json_atomic
+from benchpipe.model import GeneratorReport, Mix, latency_fields, write_json_atomic
 
 HIST_MAX_US = 3_600_000_000  # one hour
 HIST_DIGITS = 3
@@ -457,9 +457,6 @@ class OpenLoopGenerator:
             for k, v in s.per_kind.items():
                 per_kind[k] = per_kind.get(k, 0) + v
 
-        def pct(p: float) -> float:
-            return hist.get_value_at_percentile(p) / 1e3 if hist.get_total_count() else 0.0
-
         return GeneratorReport(
             generator="openloop",
             target_rate=rate,
@@ -472,13 +469,7 @@ class OpenLoopGenerator:
             max_send_lag_ms=lag_ms,
             send_lag_p99_ms=lag_hist.get_value_at_percentile(99) / 1e3 if lag_hist.get_total_count() else 0.0,
             connections=sum(s.connections for s in shards),
-            p50_ms=pct(50),
-            p90_ms=pct(90),
-            p99_ms=pct(99),
-            p999_ms=pct(99.9),
-            max_ms=hist.get_max_value() / 1e3 if hist.get_total_count() else 0.0,
-            mean_ms=hist.get_mean_value() / 1e3 if hist.get_total_count() else 0.0,
-            histogram=hist.encode().decode() if hist.get_total_count() else "",
+            **latency_fields(hist),
             fell_behind=bool(reasons and (achieved < min_frac * rate or lag_ms > max_lag)),
             fell_behind_reason="; ".join(reasons),
             per_kind=per_kind,

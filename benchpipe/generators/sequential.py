@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from hdrh.histogram import HdrHistogram
 
 from benchpipe.generators.templates import MixTemplates
-from benchpipe.model import GeneratorReport, Mix, write_json_atomic
+from benchpipe.model import GeneratorReport, Mix, latency_fields, write_json_atomic
 
 HIST_MAX_US = 3_600_000_000
 REQUEST_COLUMNS = ("request", "client_us", "ok", "status", "retries")
@@ -102,10 +102,6 @@ class SequentialGenerator:
                 counts["errors"] += 1
         elapsed = time.perf_counter() - start
         conn.close()
-        total = hist.get_total_count()
-
-        def pct(p: float) -> float:
-            return hist.get_value_at_percentile(p) / 1e3 if total else 0.0
 
         reasons = []
         if timed < n:
@@ -122,13 +118,7 @@ class SequentialGenerator:
             timeouts=0,
             achieved_rate=counts["ok"] / elapsed if elapsed > 0 else 0.0,
             max_send_lag_ms=0.0,
-            p50_ms=pct(50),
-            p90_ms=pct(90),
-            p99_ms=pct(99),
-            p999_ms=pct(99.9),
-            max_ms=hist.get_max_value() / 1e3 if total else 0.0,
-            mean_ms=hist.get_mean_value() / 1e3 if total else 0.0,
-            histogram=hist.encode().decode() if total else "",
+            **latency_fields(hist),
             fell_behind=bool(reasons),
             fell_behind_reason="; ".join(reasons),
         )
