@@ -8,6 +8,7 @@ import json
 import platform
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,13 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def check_async_results(path: Path) -> int:
-    """Every line a JSON object with the timestamps; returns the count of entries."""
+def json_lines(
+    path: Path, check: Callable[[dict[str, Any]], bool], expected: str, missing: str, empty: str
+) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a line-per-record file, each passing `check`; errors name the file and
+    the line (missing file, a line that is not JSON or not what is `expected`, no record at all)."""
     if not path.exists():
-        raise RawDataError(f"{path}: missing (the stack wrote no async_results)")
+        raise RawDataError(f"{path}: missing ({missing})")
     n = 0
     with open(path, "rb") as f:
         for i, line in enumerate(f, 1):
@@ -53,22 +57,37 @@ def check_async_results(path: Path) -> int:
                 rec = json.loads(line)
             except ValueError:
                 raise RawDataError(f"{path}: line {i} is not JSON (truncated or corrupt file)") from None
-            if not isinstance(rec, dict) or any(not isinstance(rec.get(k), int) for k in ASYNC_FIELDS):
-                raise RawDataError(f"{path}: line {i}: expected integer fields {', '.join(ASYNC_FIELDS)}")
+            if not isinstance(rec, dict) or not check(rec):
+                raise RawDataError(f"{path}: line {i}: expected {expected}")
             n += 1
+            yield rec
     if n == 0:
-        raise RawDataError(f"{path}: empty: no call finished during the point")
-    return n
+        raise RawDataError(f"{path}: empty: {empty}")
 
 
-def check_report(path: Path) -> dict[str, Any]:
+def check_async_results(path: Path) -> int:
+    """Every line a JSON object with the timestamps; returns the count of entries."""
+    recs = json_lines(
+        path,
+        lambda rec: all(isinstance(rec.get(k), int) for k in ASYNC_FIELDS),
+        f"integer fields {', '.join(ASYNC_FIELDS)}",
+        "the stack wrote no async_results",
+        "no call finished during the point",
+    )
+    return sum(1 for _ in recs)
+
+
+def check_report(
+    path: Path, keys: tuple[str, ...] = ("target_rate", "achieved_rate", "sent", "fell_behind")
+) -> dict[str, Any]:
+    """The load generator's report, holding `keys`."""
     try:
         rep = json.loads(path.read_text())
     except FileNotFoundError:
         raise RawDataError(f"{path}: missing (the load generator wrote no report)") from None
     except ValueError:
         raise RawDataError(f"{path}: not valid JSON (truncated or corrupt file)") from None
-    for key in ("target_rate", "achieved_rate", "sent", "fell_behind"):
+    for key in keys:
         if key not in rep:
             raise RawDataError(f"{path}: key {key!r} missing from the generator report")
     return rep

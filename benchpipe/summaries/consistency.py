@@ -14,29 +14,22 @@ from typing import Any
 
 import polars as pl
 
-from benchpipe.errors import RawDataError
+from benchpipe.collect import json_lines
 
 TRACE = "traces.jsonl"
 FIELDS = ("post_written_ts", "read_notification_ts", "consistent")
 
 
 def read_traces(path: Path) -> pl.DataFrame:
-    if not path.exists():
-        raise RawDataError(f"{path}: missing (the reader wrote no trace)")
-    rows = []
-    with open(path, "rb") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                raise RawDataError(f"{path}: line {i} is not JSON (truncated or corrupt file)") from None
-            if not isinstance(rec, dict) or any(k not in rec for k in FIELDS):
-                raise RawDataError(f"{path}: line {i}: expected fields {', '.join(FIELDS)}")
-            rows.append(rec)
-    if not rows:
-        raise RawDataError(f"{path}: empty: the reader consumed no notification")
+    rows = list(
+        json_lines(
+            path,
+            lambda rec: all(k in rec for k in FIELDS),
+            f"fields {', '.join(FIELDS)}",
+            "the reader wrote no trace",
+            "the reader consumed no notification",
+        )
+    )
     return pl.DataFrame(rows, infer_schema_length=None)
 
 

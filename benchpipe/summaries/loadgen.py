@@ -3,26 +3,16 @@ run's percentiles from raw/measure.json, p75 from its HdrHistogram where it has 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from benchpipe.errors import RawDataError
+from benchpipe.collect import check_report
 
 
 def point_loadgen(raw: Path, summary: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    path = raw / "measure.json"
-    try:
-        rep = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RawDataError(f"{path}: missing (the load generator wrote no report)") from None
-    except ValueError:
-        raise RawDataError(f"{path}: not valid JSON") from None
-    for key in ("completed", "p50_ms", "p90_ms", "p99_ms"):
-        if key not in rep:
-            raise RawDataError(f"{path}: key {key!r} missing from the generator report")
+    rep = check_report(raw / "measure.json", ("completed", "p50_ms", "p90_ms", "p99_ms"))
     done = int(rep["completed"]) > 0
     p75 = None
     if done and rep.get("histogram"):
