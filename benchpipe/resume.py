@@ -15,7 +15,7 @@ from pathlib import Path
 from benchpipe.lease import Lease
 
 # The stage files after deploy, in order: void with the stack.
-STACK_STAGES = ("deploy.json", "warmup", "raw")
+STACK_FILES = ("deploy.json", "warmup", "raw")
 
 
 def void_stage_files(point: Path, cluster_file: Path) -> list[Path]:
@@ -35,7 +35,7 @@ def void_stage_files(point: Path, cluster_file: Path) -> list[Path]:
         except (OSError, ValueError, KeyError, TypeError):
             held = False
         if not held or void:
-            void += [point / f for f in STACK_STAGES if (point / f).exists()]
+            void += [point / f for f in STACK_FILES if (point / f).exists()]
     return void
 
 

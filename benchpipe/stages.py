@@ -72,8 +72,7 @@ def _start(
         if old and old.get("stack"):
             log.info("stopping the stack the lease of %s still names", lease.key)
             with contextlib.suppress(Exception):
-                d = _deployer(old["deployer"])
-                d.stop(d.attach(old["stack"]))
+                _stop_recorded(old)
             lease.set_stack(holder, None, None)
     workdir = tempfile.mkdtemp(prefix=f"benchpipe-{spec['experiment']}-{spec['point']}-")
     remote_dir = (
@@ -261,9 +260,7 @@ def stop_point_stack(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, 
     rec = lease.read()
     if rec is not None and rec["holder"] == holder:
         try:
-            if rec.get("stack"):
-                d = _deployer(rec["deployer"])
-                d.stop(d.attach(rec["stack"]))
+            _stop_recorded(rec)
         finally:
             lease.release(holder)
     return {"stopped": _now()}
@@ -277,9 +274,7 @@ def stop_leased_stacks(results_dir: str) -> list[str]:
         if not rec.get("holder", "").startswith(root):
             continue
         try:
-            if rec.get("stack"):
-                d = _deployer(rec["deployer"])
-                d.stop(d.attach(rec["stack"]))
+            _stop_recorded(rec)
             done.append(rec["holder"])
         except Exception as e:  # keep going: one failed stop must not leave the others up
             log.error("stopping the stack of %s failed: %s", rec["holder"], e)
@@ -289,6 +284,13 @@ def stop_leased_stacks(results_dir: str) -> list[str]:
 
 
 # --- shared -------------------------------------------------------------------------------------
+def _stop_recorded(rec: dict[str, Any]) -> None:
+    """Stop the stack a lease record names (its deployer and handle), if it names one."""
+    if rec.get("stack"):
+        d = _deployer(rec["deployer"])
+        d.stop(d.attach(rec["stack"]))
+
+
 def _fail(deployer: Any, stack: Any, lease: Lease, holder: str, log_dir: Path | None, final: bool) -> None:
     """A stage failed with the stack up: its logs are kept, it is stopped, and the lease says so
     (a retry deploys afresh); the last attempt frees the lease for the cluster's other points."""

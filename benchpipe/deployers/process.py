@@ -298,9 +298,11 @@ class ProcessDeployer:
     def wait_drained(self, stack: ProcessStack, expected: int, timeout_s: float) -> int:
         """Wait until `expected` calls are in async_results (or it stops growing); returns the count."""
 
+        completed = self.completed_counter(stack)  # reads only what was appended since the last poll
+
         def count() -> int:
             self._check_alive(stack)
-            return _count_lines(stack.results_path)
+            return completed()
 
         return wait_for_count(count, expected, timeout_s, 0.05)
 
@@ -340,11 +342,3 @@ class ProcessDeployer:
         if stack.pid_file is not None:
             stack.pid_file.unlink(missing_ok=True)
         shutil.rmtree(stack.workdir, ignore_errors=True)
-
-
-def _count_lines(path: Path) -> int:
-    try:
-        with open(path, "rb") as f:
-            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 16), b""))
-    except FileNotFoundError:
-        return 0

@@ -204,23 +204,22 @@ class SwarmDeployer:
             time.sleep(delay)
             delay = min(delay * 1.5, 3.0)
 
-    def wait_drained(self, stack: SwarmStack, expected: int, timeout_s: float) -> int:
+    def _completed(self, stack: SwarmStack) -> int:
+        """Calls completed so far: lines of async_results on the gateway's host."""
         path = shlex.quote(f"{stack.point_dir}/async_results")
+        return int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
 
-        def count() -> int:
-            return int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
-
-        return wait_for_count(count, expected, timeout_s, 0.3)
+    def wait_drained(self, stack: SwarmStack, expected: int, timeout_s: float) -> int:
+        return wait_for_count(lambda: self._completed(stack), expected, timeout_s, 0.3)
 
     def completed_counter(self, stack: SwarmStack) -> Callable[[], int]:
         """Calls completed so far, counted on the gateway's host at most every 5 s: for progress."""
-        path = shlex.quote(f"{stack.point_dir}/async_results")
         state = {"t": 0.0, "n": 0}
 
         def count() -> int:
             if time.monotonic() - state["t"] >= 5:
                 state["t"] = time.monotonic()
-                state["n"] = int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
+                state["n"] = self._completed(stack)
             return state["n"]
 
         return count
