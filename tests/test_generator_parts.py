@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from urllib.parse import urlsplit
 
@@ -93,3 +94,29 @@ def test_alarm_fires_at_the_earliest_instant_set_and_not_before():
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         late = runner.run(main())
     assert len(late) == 1 and 0 <= late[0] < 0.05, late
+
+
+def test_a_templated_kind_gets_a_fresh_complete_request_each_time_and_a_static_kind_its_bytes():
+    mix = Mix.from_config(
+        [
+            {
+                "name": "t",
+                "weight": 1,
+                "path": "/t",
+                "body": {"req_id": "${id}", "n": "${n}"},
+                "vars": {"id": {"uuid": 4}, "n": {"int": [1, 9]}},
+            },
+            {"name": "s", "weight": 1, "path": "/s", "body": {"x": 1}},
+        ]
+    )
+    src = source_for(urlsplit("http://h:1"), mix, random.Random(3))
+    bodies: dict[int, list[bytes]] = {0: [], 1: []}
+    for _ in range(200):
+        kind, raw = src.next()
+        req = parse(raw)
+        assert req["complete"] and int(req["headers"]["content-length"]) == len(req["body"])
+        bodies[kind].append(req["body"])
+    drawn = [json.loads(b) for b in bodies[0]]
+    assert len({d["req_id"] for d in drawn}) == len(drawn) > 50  # a fresh uuid per request
+    assert {type(d["n"]) for d in drawn} == {int} and {d["n"] for d in drawn} <= set(range(1, 10))
+    assert set(bodies[1]) == {b'{"x": 1}'}
