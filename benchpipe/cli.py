@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,33 +49,17 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
-    from benchpipe.clusters import cluster_file, teardown_cluster
-    from benchpipe.collect import load_json, write_manifest
-    from benchpipe.model import Cluster
-    from benchpipe.stages import stop_point_stack
+    from benchpipe.stages import collect
 
-    config = _config(args)
-    spec = load_json(Path(args.deploy), "the point's deployment")
-    # The stack goes first, whatever the raw files turn out to be.
-    stopped = stop_point_stack(config, spec)
-    cpath = cluster_file(Path(config["results_dir"]), spec["experiment"], spec["baseline"])
-    measured_on = Path(args.raw) / "cluster.json"
-    cluster = Cluster.load(measured_on) if measured_on.exists() else Cluster.load(cpath) if cpath.exists() else None
-    try:
-        manifest = write_manifest(spec, cluster, Path(args.raw), Path(args.out), REPO, stopped)
-    except RawDataError as e:
-        # Unusable raw data: kept beside the point's logs, and the point counts as not measured.
-        kept = Path(args.log_dir) / f"rejected-raw-{time.strftime('%Y%m%dT%H%M%S')}"
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(args.raw, kept)
-        raise RawDataError(
-            f"{e}; the raw files were moved to {kept}; run the same command again to re-measure"
-        ) from None
-    if manifest["fell_behind"]:
-        log.warning("point %s: the load generator fell behind: %s", spec["point"], manifest["generator"])
-    # After the last point of its cluster (all siblings complete), the cluster goes.
-    if all(Path(s).exists() for s in args.siblings):
-        teardown_cluster(config, cpath)
+    collect(
+        _config(args),
+        Path(args.deploy),
+        Path(args.measured),
+        Path(args.raw),
+        Path(args.manifest),
+        Path(args.log_dir),
+        args.siblings,
+    )
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:
@@ -193,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     ):
         stage.add_argument("--attempt", type=int, default=1)
         stage.add_argument("--retries", type=int, default=0)
-    add("collect", cmd_collect, "deploy", "raw", "out", "log-dir").add_argument("--siblings", nargs="*", default=[])
+    add("collect", cmd_collect, "deploy", "measured", "raw", "manifest", "log-dir").add_argument(
+        "--siblings", nargs="*", default=[]
+    )
     add("summarize", cmd_summarize, "experiment", "parquet", "csv")
     add("plot", cmd_plot, "experiment", "figure", "png", "html").add_argument("--summary", nargs="+", required=True)
     add("teardown", cmd_teardown)

@@ -15,7 +15,7 @@ from pathlib import Path
 from benchpipe.lease import Lease
 
 # The stage files after deploy, in order: void with the stack.
-STACK_FILES = ("deploy.json", "warmup", "raw")
+STACK_FILES = ("deploy.json", "warmup", "measured", ".raw.partial", "raw")
 
 
 def void_stage_files(point: Path, cluster_file: Path) -> list[Path]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -187,8 +188,8 @@ def _warm(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: di
 
 
 def run(config: dict[str, Any], deployed: Path, warmed: Path, out: Path, log_dir: Path, final: bool) -> None:
-    """Measure the point on its warmed stack, wait until every call finished, fetch the stack's
-    outputs: the point's raw files in `out`."""
+    """Measure the point on its warmed stack and wait until every call finished: the generator's
+    files in `out` (the stack's own records are fetched by collect)."""
     from benchpipe.clusters import check_still_whole
 
     timing: dict[str, Any] = {}
@@ -231,7 +232,6 @@ def _measure(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing:
         log.info("%d of %d calls finished", n, total)
     if hasattr(deployer, "check_healthy"):
         deployer.check_healthy(stack)  # a service that crashed mid-point fails the point
-    deployer.fetch(stack, out)
 
 
 def _counter(deployer: Any, stack: Any) -> Any:
@@ -253,6 +253,86 @@ def _timing(warm_dir: Path) -> dict[str, Any]:
 
 
 # --- collect ------------------------------------------------------------------------------------
+def collect(
+    config: dict[str, Any],
+    deployed: Path,
+    measured: Path,
+    raw: Path,
+    manifest: Path,
+    log_dir: Path,
+    siblings: list[str],
+) -> None:
+    """Fetch the stack's records, stop the stack (freeing the cluster), check the point's files and
+    write its manifest. `raw` = the generator's files (from run, hard-linked) + the fetched records;
+    it appears whole or not at all. The cluster goes after the last point it holds."""
+    from benchpipe.clusters import cluster_file, teardown_cluster
+    from benchpipe.collect import write_manifest
+    from benchpipe.errors import RawDataError, StackError
+
+    spec = _load(deployed, "the point's deployment, written by the deploy rule")
+    holder = holder_of(spec, config["results_dir"])
+    lease = Lease(spec["lease"])
+    rec = lease.read()
+    if rec is None or rec["holder"] != holder or not rec.get("stack"):
+        held = f"held by {rec['holder']}" if rec else "free"
+        raise StackError(
+            f"{deployed}: the point's stack is no longer up (its lease is {held}), so its records cannot be"
+            " fetched; run the same command again to re-measure the point"
+        )
+    deployer = _deployer(rec["deployer"])
+    stack = deployer.attach(rec["stack"])
+    staged = raw.with_name(f".{raw.name}.partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    timing: dict[str, Any] = {}
+    try:
+        if hasattr(deployer, "check_healthy"):
+            deployer.check_healthy(stack)
+        _link_tree(measured, staged)
+        deployer.fetch(stack, staged)
+        timing["fetched"] = _now()
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        _fail(deployer, stack, lease, holder, log_dir, final=True)
+        raise
+    # The stack goes first, whatever the files turn out to be.
+    timing.update(stop_point_stack(config, spec))
+    shutil.rmtree(raw, ignore_errors=True)
+    staged.rename(raw)
+    cpath = cluster_file(Path(config["results_dir"]), spec["experiment"], spec["baseline"])
+    measured_on = raw / "cluster.json"
+    cluster = Cluster.load(measured_on) if measured_on.exists() else Cluster.load(cpath) if cpath.exists() else None
+    try:
+        facts = write_manifest(spec, cluster, raw, manifest, _repo(), timing)
+    except RawDataError as e:
+        # Unusable files: kept beside the point's logs, and the point counts as not measured.
+        kept = log_dir / f"rejected-raw-{time.strftime('%Y%m%dT%H%M%S')}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(raw), kept)
+        raise RawDataError(
+            f"{e}; the raw files were moved to {kept}; run the same command again to re-measure"
+        ) from None
+    if facts["fell_behind"]:
+        log.warning("point %s: the load generator fell behind: %s", spec["point"], facts["generator"])
+    if all(Path(s).exists() for s in siblings):
+        teardown_cluster(config, cpath)
+
+
+def _link_tree(src: Path, dest: Path) -> None:
+    """`dest` as a copy of `src` made of hard links (no second copy of large files on disk)."""
+    shutil.copytree(src, dest, copy_function=_link_or_copy)
+
+
+def _link_or_copy(a: str, b: str) -> None:
+    try:
+        os.link(a, b)
+    except OSError:
+        shutil.copy2(a, b)
+
+
+def _repo() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
 def stop_point_stack(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
     """Stop the point's stack and free its cluster's lease; idempotent. Returns timing."""
     holder = holder_of(spec, config["results_dir"])

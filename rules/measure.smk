@@ -1,5 +1,5 @@
 # Per point, one job per stage: provision (the cluster, brought up or reused) -> deploy (a fresh
-# stack, ready) -> warmup -> run (measurement, drain, fetch) -> collect (checks, manifest; the stack
+# stack, ready) -> warmup -> run (measurement, drain) -> collect (fetch, checks, manifest; the stack
 # stopped). The stack is exclusive to one point from deploy to collect: deploy waits for the
 # cluster's lease (with no cores, so a waiting deploy never blocks the holder), collect frees it.
 
@@ -82,7 +82,7 @@ rule run:
         deploy=f"{POINT}/deploy.json",
         warmup=f"{POINT}/warmup",
     output:
-        directory(f"{POINT}/raw"),
+        directory(f"{POINT}/measured"),
     conda:
         "../environment.yml"
     log:
@@ -104,9 +104,11 @@ rule run:
 rule collect:
     input:
         deploy=f"{POINT}/deploy.json",
-        raw=f"{POINT}/raw",
+        measured=f"{POINT}/measured",
     output:
-        report(
+        # What summaries read: the generator's files and the stack's records, whole or absent.
+        raw=directory(f"{POINT}/raw"),
+        manifest=report(
             f"{POINT}/manifest.json",
             caption="../report/manifest.rst",
             category="Points",
@@ -123,5 +125,6 @@ rule collect:
         logdir=POINT_LOGS,
     shell:
         "python -m benchpipe collect --config-json {params.config:q} --deploy {input.deploy}"
-        " --raw {input.raw} --out {output} --log-dir {params.logdir} --siblings {params.siblings}"
+        " --measured {input.measured} --raw {output.raw} --manifest {output.manifest}"
+        " --log-dir {params.logdir} --siblings {params.siblings}"
         " > {log} 2>&1"

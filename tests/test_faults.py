@@ -109,10 +109,12 @@ def test_sigkill_leaves_a_lock_whose_message_says_how_to_go_on(tmp_path):
 def test_corrupt_raw_file_fails_that_point_naming_the_file(tmp_path):
     wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
     snakemake(wd, "results/hotel/unsafe/qps20/manifest.json")
-    snakemake(wd, "--until", "run")  # the other point, up to its raw files
-    raw = wd / "results/hotel/unsafe/qps40/raw/async_results"
-    truncated = raw.read_bytes()[:-40]  # cut mid-line
-    raw.write_bytes(truncated)
+    snakemake(wd, "--until", "run")  # the other point measured; its stack holds the records
+    assert not (wd / "results/hotel/unsafe/qps40/raw").exists()
+    stack = json.loads((wd / "results/hotel/unsafe/qps40/deploy.json").read_text())["stack"]
+    records = Path(stack["results_path"])  # the stack's own file, which collect fetches
+    truncated = records.read_bytes()[:-40]  # cut mid-line
+    records.write_bytes(truncated)
     proc = snakemake(wd, "--until", "collect", check=False)
     assert proc.returncode != 0
     log = (wd / "results/logs/hotel/unsafe/qps40/collect.log").read_text()

@@ -143,7 +143,7 @@ def test_failed_point_leaves_no_complete_folder(tmp_path, no_stray_stack):
     assert proc.returncode != 0
     ok, bad = wd / "results/hotel/unsafe/qps20", wd / "results/hotel/unsafe/qps40"
     assert (ok / "manifest.json").exists()
-    assert not (bad / "manifest.json").exists() and not (bad / "raw").exists()
+    assert not (bad / "manifest.json").exists() and not (bad / "raw").exists() and not (bad / "measured").exists()
     assert "results/hotel/unsafe/qps40" in proc.stdout + proc.stderr
     assert list((wd / "results/logs/hotel/unsafe/qps40/stack").glob("*.log")), "stack logs of the failure"
     assert not list((wd / "results" / ".clusters").glob("*/*.json"))

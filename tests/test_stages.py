@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import urllib.request
 from collections import Counter
 
@@ -66,6 +67,34 @@ def test_until_deploy_then_teardown_redoes_the_stack(tmp_path, no_stray_stack):
     counts = ran(again)
     assert counts["provision"] == 1 and counts["deploy"] == 1  # teardown took the cluster down too
     assert "stack or cluster is gone" in _out(again)
+
+
+def test_collect_fetches_from_the_live_stack_and_a_dead_stack_fails_only_that_point(tmp_path, no_stray_stack):
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
+    snakemake(wd, "--until", "run", "figures/hotel.png")
+    measured = list((wd / "results/hotel/unsafe").glob("*/measured"))
+    assert len(measured) == 1
+    point = measured[0].parent
+    # run leaves the stack's records on the stack: only collect fetches them.
+    assert not (measured[0] / "async_results").exists() and not (point / "raw").exists()
+    stack = json.loads((point / "deploy.json").read_text())["stack"]
+    for pid in stack["pids"].values():
+        os.kill(pid, signal.SIGKILL)  # the stack dies after the measurement, before collect
+    failed = snakemake(wd, "figures/hotel.png", check=False)
+    assert failed.returncode != 0
+    log = (wd / "results/logs/hotel/unsafe" / point.name / "collect.log").read_text()
+    assert "no longer running" in log, log
+    assert not (point / "manifest.json").exists() and not (point / "raw").exists()
+    assert not list(point.parent.glob("*/.raw.partial"))
+    other = next(p for p in point.parent.iterdir() if p.name != point.name)
+    assert (other / "manifest.json").exists()
+    # The same command again re-measures only that point, on a fresh stack.
+    again = ran(snakemake(wd, "figures/hotel.png"))
+    assert {s: again.get(s, 0) for s in ("deploy", "run", "collect")} == {"deploy": 1, "run": 1, "collect": 1}
+    raw = point / "raw"
+    assert (raw / "async_results").stat().st_size > 0 and (raw / "measure.json").exists()
+    # raw/ holds the generator's files as hard links to measured/, not second copies.
+    assert (raw / "measure.json").stat().st_ino == (point / "measured" / "measure.json").stat().st_ino
 
 
 def test_many_points_on_one_cluster_never_starve_the_holder(tmp_path, no_stray_stack):
