@@ -5,6 +5,7 @@ copied in, the command run as written with a tiny sweep added, the figure expect
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import tarfile
 import time
@@ -15,6 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = "benchpipe/standin-base:bookworm"
+# Other fresh machines to try, e.g. an Ubuntu 24.04 minbase imported as benchpipe/ubuntu-base:noble
+# (testbed/ubuntu-base.sh): BENCHPIPE_FRESH_BASES="benchpipe/standin-base:bookworm benchpipe/ubuntu-base:noble".
+BASES = os.environ.get("BENCHPIPE_FRESH_BASES", BASE).split()
 HOST_CAS = "/etc/ssl/certs/ca-certificates.crt"
 # The hotel sweep (4 baselines x 4 rates) at 1/100 of the durations and 1/10 of the rates.
 TINY = "scale: {duration: 0.01, rate: 0.1}\n"
@@ -58,18 +62,19 @@ def docker(*args: str, timeout: float = 120, **kw) -> subprocess.CompletedProces
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, **kw)
 
 
-@pytest.fixture
-def fresh_machine():
+@pytest.fixture(params=BASES)
+def fresh_machine(request):
     """A container from the debootstrap base, with the host's network (for PyPI and the Debian mirror)."""
     if docker("info").returncode != 0:
         pytest.fail("no Docker engine: run `bash testbed/up.sh` (scripts/test.sh does)")
-    if docker("image", "inspect", BASE).returncode != 0:
+    base = request.param
+    if base == BASE and docker("image", "inspect", BASE).returncode != 0:
         subprocess.run(["bash", str(REPO / "workloads/image/build.sh")], check=True, timeout=900)
     name = f"benchpipe-fresh-install-{uuid.uuid4().hex[:8]}"
     # The host's trust store, so that a TLS-inspecting proxy the host trusts is trusted inside too.
     cas = ["-v", f"{HOST_CAS}:{HOST_CAS}:ro"] if Path(HOST_CAS).is_file() else []
     # --rm and a finite sleep: a container left by a killed test run goes away by itself.
-    started = docker("run", "-d", "--rm", "--name", name, "--network", "host", *cas, BASE, "sleep", "1800")
+    started = docker("run", "-d", "--rm", "--name", name, "--network", "host", *cas, base, "sleep", "1800")
     assert started.returncode == 0, started.stderr
     try:
         yield name
