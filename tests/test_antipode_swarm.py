@@ -261,6 +261,10 @@ def test_wrk2_runs_from_the_client_with_the_artifacts_command(tmp_path):
     script = scripts["/tmp/benchpipe/run/p/workload-measure.lua"]
     assert '"/wrk2-api/post/compose"' in script and "math.random(1, 1000000000)" in script
     assert "random_chars(256" in script
+    # compose-post.lua's fields as a form, which the nginx frontend reads (get_post_args).
+    assert 'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"' in script
+    for field in ('"username=username_"', '"&user_id="', '"&text="', "&media_ids=%5B%5D", "&post_type=0"):
+        assert field in script, field
 
 
 def test_the_ssh_plan_lists_each_machine_with_its_host_and_zone(tmp_path):
