@@ -93,6 +93,11 @@ class RequestKind:
     path: str
     body: dict[str, Any] = field(default_factory=dict)
     vars: dict[str, Any] = field(default_factory=dict)
+    encoding: str = "json"  # or "form": the body's fields urlencoded (a form POST, as wrk2's DSB scripts send)
+
+    @property
+    def content_type(self) -> str:
+        return "application/x-www-form-urlencoded" if self.encoding == "form" else "application/json"
 
 
 @dataclass
@@ -111,6 +116,7 @@ class Mix:
                     path=m.get("path", default_path),
                     body=dict(m.get("body", {})),
                     vars=dict(m.get("vars", {})),
+                    encoding=m.get("encoding", "json"),
                 )
                 for m in mix
             ]

@@ -51,6 +51,8 @@ def plan_text(
         machines = Counter(m.get("instance_type", "?") for m in exp.machines(shape))
         kinds = ", ".join(f"{n} x {t}" for t, n in sorted(machines.items()))
         cluster = "this machine" if target == "local" else f"cluster {shape}: {kinds}"
+        if target == "ssh":  # owned hosts: their names, not instance types (listed below)
+            cluster = f"cluster {shape}: {len(exp.machines(shape))} hosts"
         lines.append(
             f"  {exp_name}/{b}: {len(st['run'])} to run, {len(st['done'])} done  [{cluster}]"
             + (f"\n      to run: {' '.join(st['run'])}" if st["run"] else "")
@@ -58,6 +60,8 @@ def plan_text(
         total_run += len(st["run"])
         total_done += len(st["done"])
     lines.append(f"  total: {total_run} point(s) to run, {total_done} done")
+    if target == "ssh":
+        lines += ssh_hosts_lines(exps, status, provider or {})
     if target != "local":
         from benchpipe.cost import cost_text, live_spot_prices, load_prices, plan_cost
 
@@ -78,6 +82,28 @@ def plan_text(
         )
         lines.append(cost_text(cost, market))
     return "\n".join(lines)
+
+
+def ssh_hosts_lines(
+    exps: list[Experiment], status: dict[tuple[str, str], dict[str, list[str]]], provider: dict[str, Any]
+) -> list[str]:
+    """Each cluster shape the points use: its machines, the listed host each one is, its labels."""
+    hosts = {h.get("name"): h for h in (provider.get("settings", {}).get("hosts") or []) if isinstance(h, dict)}
+    by_name = {e.name: e for e in exps}
+    lines, seen = [], set()
+    for exp_name, b in status:
+        exp = by_name[exp_name]
+        shape = exp.baseline(b)["cluster"]
+        if (exp_name, shape) in seen:
+            continue
+        seen.add((exp_name, shape))
+        lines.append(f"  hosts of cluster {shape} ({exp_name}):")
+        for m in exp.machines(shape):
+            h = hosts.get(m["name"])
+            where = (h.get("address") or h.get("ssh_alias")) if h else "NOT in provider.settings.hosts"
+            labels = f"  [{', '.join(m.get('labels', []))}]" if m.get("labels") else ""
+            lines.append(f"    {m['name']} ({m['role']}): {where}{labels}")
+    return lines
 
 
 def experiments_for_targets(

@@ -14,14 +14,12 @@ from tests.test_pipeline_e2e import REPO, TINY, job_counts, snakemake
 pytestmark = [pytest.mark.slow]
 
 
-def make_workdir(tmp_path):
+def make_workdir(tmp_path, pairs=("us-eu", "us-sg"), rates=(30,)):
     src = REPO / "config" / "experiments" / "antipode"
     suite = tmp_path / "config" / "experiments" / "antipode"
     suite.mkdir(parents=True)
     exp = yaml.safe_load((src / "antipode_dsb.yaml").read_text())
-    # One rate: with -c2 Snakemake has 7 job slots, and more waiting deploys than that starve the
-    # point holding the lease (a pipeline limit, not this suite's).
-    exp["sweep"]["rate"] = [30]
+    exp["sweep"] = {"region_pair": list(pairs), "rate": list(rates)}
     exp["workload"]["measure_s"] = 2
     (suite / "antipode_dsb.yaml").write_text(yaml.safe_dump(exp))
     config = {**TINY, "suite": "antipode", "experiments": ["antipode_dsb"]}

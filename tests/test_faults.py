@@ -25,19 +25,19 @@ from tests.test_pipeline_e2e import job_counts, make_workdir, snakemake
 REPO = Path(__file__).resolve().parent.parent
 
 
-def checksums(root: Path) -> dict[str, str]:
+def checksums(root: Path, exp: str = "hotel") -> dict[str, str]:
     """The files of the finished points (those with a manifest)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for point in sorted(root.glob("hotel/*/*/manifest.json"))
+        for point in sorted(root.glob(f"{exp}/*/*/manifest.json"))
         for p in sorted(point.parent.glob("**/*"))
         if p.is_file()
     }
 
 
-def start(wd: Path, *args: str) -> subprocess.Popen[bytes]:
-    """`snakemake figures/hotel.png [args]` in the background, in a process group of its own."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2", "figures/hotel.png"]
+def start(wd: Path, *args: str, target: str = "figures/hotel.png") -> subprocess.Popen[bytes]:
+    """`snakemake <target> [args]` in the background, in a process group of its own."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(wd), "-c2", target]
     return subprocess.Popen(
         [*cmd, *args],
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -58,18 +58,20 @@ def wait_for_stack(timeout_s: float = 60) -> None:
     wait_for(lambda: stack_processes(mine_only=True), timeout_s, "the stack to start")
 
 
-def unchanged(root: Path, before: dict[str, str]) -> bool:
+def unchanged(root: Path, before: dict[str, str], exp: str = "hotel") -> bool:
     """Every file of `before` is still there with the same checksum."""
-    now = checksums(root)
+    now = checksums(root, exp)
     return {k: now.get(k) for k in before} == before
 
 
-def assert_resumes(wd: Path, before: dict[str, str], points: int, run: Callable[..., Any] = snakemake) -> None:
+def assert_resumes(
+    wd: Path, before: dict[str, str], points: int, run: Callable[..., Any] = snakemake, exp: str = "hotel"
+) -> None:
     """Finished points are unchanged; the same command measures exactly `points` more and leaves them so."""
-    assert unchanged(wd / "results", before)
-    out = run(wd, "figures/hotel.png")
+    assert unchanged(wd / "results", before, exp)
+    out = run(wd, f"figures/{exp}.png")
     assert job_counts(out.stdout + out.stderr).get("run", 0) == points
-    assert unchanged(wd / "results", before)
+    assert unchanged(wd / "results", before, exp)
 
 
 @pytest.mark.slow

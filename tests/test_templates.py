@@ -157,3 +157,71 @@ def test_lua_escapes_quotes_in_choices(tmp_path):
     out = subprocess.run([LUA, str(tmp_path / "q.lua")], capture_output=True, text=True, check=True).stdout.strip()
     assert json.loads(out) == {"a": 'say "hi"\\!'}
     assert json.loads(MixTemplates(mix).body("q", random.Random(1))) == {"a": 'say "hi"\\!'}
+
+
+COMPOSE_FORM = {  # DeathStarBench's compose-post as a form (its nginx reads POST arguments)
+    "name": "compose",
+    "weight": 1,
+    "path": "/wrk2-api/post/compose",
+    "encoding": "form",
+    "vars": {"u": {"int": [1, 9]}, "text": {"chars": 40, "alphabet": "a &=+%"}},
+    "body": {"username": "username_${u}", "user_id": "${u}", "text": "${text}", "media_ids": "[]", "post_type": 0},
+}
+
+
+def _form_fields(body: bytes) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=True)
+    assert len(pairs) == len({k for k, _ in pairs})
+    return dict(pairs)
+
+
+def check_compose(fields: dict[str, str]) -> None:
+    assert list(fields) == ["username", "user_id", "text", "media_ids", "post_type"]
+    assert fields["username"] == f"username_{fields['user_id']}" and 1 <= int(fields["user_id"]) <= 9
+    assert len(fields["text"]) == 40 and set(fields["text"]) <= set("a &=+%")
+    assert fields["media_ids"] == "[]" and fields["post_type"] == "0"
+
+
+def test_form_bodies_are_urlencoded_fields_drawn_per_request():
+    mix = Mix.from_config([COMPOSE_FORM])
+    assert mix.kinds[0].content_type == "application/x-www-form-urlencoded"
+    py = body_function(mix, random.Random(2))
+    bodies = [py("compose") for _ in range(50)]
+    assert len(set(bodies)) == 50  # fresh text each time, with & = + % escaped so fields stay whole
+    for b in bodies:
+        check_compose(_form_fields(b))
+    static = Mix.from_config([{**COMPOSE_FORM, "vars": {}, "body": {"a": "x y", "b": 1}}])
+    assert body_function(static, random.Random(1))("compose") == b"a=x+y&b=1"
+
+
+def test_form_requests_carry_their_content_type():
+    from urllib.parse import urlsplit
+
+    from benchpipe.generators.request_bytes import source_for
+
+    for entry in (COMPOSE_FORM, {**COMPOSE_FORM, "vars": {}, "body": {"a": "x y"}}):
+        _, raw = source_for(urlsplit("http://h:1"), Mix.from_config([entry]), random.Random(1)).next()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert b"Content-Type: application/x-www-form-urlencoded\r\n" in head
+        assert f"Content-Length: {len(body)}".encode() in head
+    lua = render_lua(Mix.from_config([COMPOSE_FORM]))
+    assert 'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"' in lua
+    mixed = render_lua(Mix.from_config([COMPOSE_FORM, HOTEL]))
+    assert "wrk.headers" not in mixed and '{ ["Content-Type"] = "application/json" }' in mixed
+
+
+@pytest.mark.skipif(not LUA, reason="no Lua interpreter")
+def test_lua_renders_the_same_form(tmp_path):
+    lua = render_lua(Mix.from_config([COMPOSE_FORM]), seed=4)
+    harness = lua.replace(
+        "wrk.method", "wrk = {headers = {}}\nwrk.format = function(m, p, h, b) return b end\nwrk.method", 1
+    )
+    harness += "\nfor i = 1, 500 do print(request()) end\n"
+    (tmp_path / "t.lua").write_text(harness, encoding="utf-8")
+    out = subprocess.run([LUA, str(tmp_path / "t.lua")], capture_output=True, check=True).stdout
+    lines = out.splitlines()
+    assert len(lines) == 500 and len(set(lines)) == 500
+    for line in lines:
+        check_compose(_form_fields(line))

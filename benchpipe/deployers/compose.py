@@ -42,8 +42,49 @@ def _placement(name: str, svc: dict[str, Any], shape: Cluster) -> dict[str, Any]
                 f"services.{name}.replicas: {deploy['replicas']} replicas do not fit on the {len(carriers)} "
                 f"machine(s) labelled {label} at {svc.get('max_per_node', 1)} per machine"
             )
-    deploy["restart_policy"] = {"condition": "none"}  # a crash fails the point; it is not hidden by a restart
+    deploy["restart_policy"] = _restart_policy(svc)
     return deploy
+
+
+def _restart_policy(svc: dict[str, Any]) -> dict[str, Any]:
+    """By default none: a crash fails the point, it is not hidden by a restart. An experiment may
+    name the policy a system's own deployment relies on (`restart: {condition, delay, max_attempts}`)."""
+    return {"condition": "none", **(svc.get("restart") or {})}
+
+
+def _point_env(svc: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    """The point's environment (baseline env, parameters) for this service: all of it, or only the
+    names its `point_env` lists (a switch that upstream sets on some services only)."""
+    names = svc.get("point_env")
+    return dict(env) if names is None else {k: v for k, v in env.items() if k in names}
+
+
+def _tmpfs_volumes(svc: dict[str, Any]) -> list[dict[str, Any]]:
+    """`tmpfs: {target: size_bytes}` as compose's long-form tmpfs volumes (a store's data in memory)."""
+    return [
+        {"type": "tmpfs", "target": target, "tmpfs": {"size": int(size)}}
+        for target, size in (svc.get("tmpfs") or {}).items()
+    ]
+
+
+def for_point(services: dict[str, Any], point_vars: dict[str, Any]) -> dict[str, Any]:
+    """The services with `{param}` in placement.hostname filled from the point's values: one cluster
+    holding several variants' machines (Antipode's reader region per region pair) places each
+    point's services on its own."""
+    out = {}
+    for name, svc in services.items():
+        host = (svc.get("placement") or {}).get("hostname", "")
+        if "{" in host:
+            try:
+                host = host.format(**point_vars)
+            except (KeyError, IndexError, ValueError) as e:
+                raise ConfigError(
+                    f"services.{name}.placement.hostname: {host!r} names {e}, not one of the point's values "
+                    f"({', '.join(sorted(point_vars))})"
+                ) from None
+            svc = {**svc, "placement": {**svc["placement"], "hostname": host}}
+        out[name] = svc
+    return out
 
 
 def render_compose(
@@ -59,10 +100,10 @@ def render_compose(
         raise ConfigError("the baseline has no services for the swarm deployer (baselines.<name>.services)")
     out: dict[str, Any] = {"version": "3.8", "services": {}}
     for name, svc in services.items():
-        environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **env}
+        environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **_point_env(svc, env)}
         if svc.get("needs_aws_env"):
             environment["AWS_REGION"] = region
-        volumes = [m.replace("{point_dir}", point_dir) for m in svc.get("mounts", [])]
+        volumes: list[Any] = [m.replace("{point_dir}", point_dir) for m in svc.get("mounts", [])]
         if svc.get("mount_certs"):
             volumes.append("/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt")
         entry: dict[str, Any] = {"image": svc["image"], "deploy": _placement(name, svc, shape)}
@@ -72,6 +113,7 @@ def render_compose(
             entry["entrypoint"] = list(svc["entrypoint"])
         if environment:
             entry["environment"] = dict(sorted(environment.items()))
+        volumes += _tmpfs_volumes(svc)
         if volumes:
             entry["volumes"] = volumes
         if svc.get("ports") and not host_network:

@@ -251,11 +251,16 @@ class ProcessDeployer:
         )
 
     def _check_alive(self, stack: ProcessStack) -> None:
+        # Every service that is down, not only the first: one that died takes others with it (a
+        # reader exits when its store dies), and the error must name the one that died first too.
+        down = []
         for name in stack.pids:
             why = stack.exited(name)
             if why is not None:
                 tail = (stack.workdir / "logs" / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise DeployError(f"stack service {name!r} {why}; its log ends:\n{tail}")
+                down.append(f"stack service {name!r} {why}; its log ends:\n{tail}")
+        if down:
+            raise DeployError("\n".join(down))
 
     def check_healthy(self, stack: ProcessStack) -> None:
         self._check_alive(stack)

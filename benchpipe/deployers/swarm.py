@@ -20,7 +20,7 @@ from typing import Any
 
 from benchpipe import remote
 from benchpipe.deployers.base import wait_for_count
-from benchpipe.deployers.compose import render_compose
+from benchpipe.deployers.compose import for_point, render_compose
 from benchpipe.errors import StackError
 from benchpipe.model import Cluster, Host, write_json_atomic
 
@@ -52,7 +52,7 @@ class SwarmDeployer:
         )
 
     def render(self, cluster: Cluster, deployment: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-        services = deployment.get("services") or {}
+        services = for_point(deployment.get("services") or {}, deployment.get("vars", {}))
         gateways = [n for n, svc in services.items() if svc.get("gateway")]
         if len(gateways) != 1:
             raise StackError("services: expected exactly one service with gateway: true")

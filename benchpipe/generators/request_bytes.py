@@ -29,10 +29,17 @@ def render(url: SplitResult, kind: RequestKind, body: bytes) -> bytes:
     """One HTTP/1.1 keep-alive POST of `body` to the kind's path under the target's path."""
     path = url.path.rstrip("/") + kind.path
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: {kind.content_type}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+def _static_body(kind: RequestKind) -> bytes:
+    if kind.encoding == "form":
+        # None for a templated kind: TemplatedRequests renders those per request.
+        return templates.compile_kind(kind.name, kind.body, kind.vars, encoding="form").static or b""
+    return json.dumps(kind.body).encode()
 
 
 class StaticRequests:
@@ -41,7 +48,7 @@ class StaticRequests:
     def __init__(self, url: SplitResult, mix: Mix, rng: random.Random) -> None:
         kinds = mix.normalized()
         self.names = [k.name for k, _ in kinds]
-        self.bytes = [render(url, k, json.dumps(k.body).encode()) for k, _ in kinds]
+        self.bytes = [render(url, k, _static_body(k)) for k, _ in kinds]
         self.cum = list(accumulate(w for _, w in kinds))
         self.cum[-1] = 1.0  # no index past the end from rounding
         self.random = rng.random

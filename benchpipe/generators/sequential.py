@@ -55,11 +55,13 @@ class SequentialGenerator:
         retries_max, retry_delay_s = int(self.s.get("unavailable_retries", 0)), float(self.s.get("retry_delay_s", 1))
         rows: list[tuple[int, int, int, int, int]] = []
 
-        def attempt(path: str, body: bytes) -> tuple[bool, int, float, str]:
+        content_type = {k.name: k.content_type for k in mix.kinds}
+
+        def attempt(kind: str, path: str, body: bytes) -> tuple[bool, int, float, str]:
             t0 = time.perf_counter()
             try:
                 conn.request(
-                    "POST", (url.path.rstrip("/") + path), body=body, headers={"Content-Type": "application/json"}
+                    "POST", (url.path.rstrip("/") + path), body=body, headers={"Content-Type": content_type[kind]}
                 )
                 resp = conn.getresponse()
                 resp.read()
@@ -70,10 +72,10 @@ class SequentialGenerator:
             return ok, status, time.perf_counter() - t0, why
 
         def one() -> tuple[bool, float, int, int]:
-            _, path, body = templates.draw(rng)
+            kind, path, body = templates.draw(rng)
             tries = 0
             while True:
-                ok, status, lat, why = attempt(path, body)
+                ok, status, lat, why = attempt(kind, path, body)
                 if status != 503 or tries >= retries_max:
                     break
                 tries += 1

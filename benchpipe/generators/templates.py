@@ -13,6 +13,9 @@ its body. A string that is exactly `${name}` becomes the value itself (a number 
 
 The built-in generator renders bodies in Python (`MixTemplates`), wrk2 in Lua (`lua_source`): the
 same parts and the same distributions, each language with its own random generator.
+
+An entry with `encoding: form` sends its body's fields as a form (`a=1&b=x+y`, the values' text
+urlencoded), which is what a frontend reading POST arguments (DeathStarBench's nginx) expects.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import random
 import re
 import string
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,8 +102,10 @@ def parse_var(name: str, spec: Any, where: str, base_dir: Path = REPO) -> Var:
 
 
 # A body is a list of parts: literal JSON text, or (var name, whole) where `whole` means the var
-# replaces a whole JSON string (its JSON value goes in) rather than text inside one.
-Part = str | tuple[str, bool]
+# replaces a whole JSON string (its JSON value goes in) rather than text inside one; in a form body
+# (var name, FORM): the value's text, urlencoded.
+FORM = "form"
+Part = str | tuple[str, bool | str]
 
 
 def body_parts(body: Any, names: set[str], where: str) -> list[Part]:
@@ -119,7 +125,35 @@ def body_parts(body: Any, names: set[str], where: str) -> list[Part]:
     return [p for p in parts if p != ""]
 
 
-def render_value(value: Any, whole: bool) -> str:
+def form_parts(body: Any, names: set[str], where: str) -> list[Part]:
+    """A form body: `key=value` pairs joined by `&`, keys and literal text urlencoded now, vars when drawn."""
+    if not isinstance(body, dict):
+        raise ConfigError(f"{where}.body: a form body is a mapping of field -> value, got {type(body).__name__}")
+    parts: list[Part] = []
+    for i, (key, value) in enumerate(body.items()):
+        parts.append(("&" if i else "") + urllib.parse.quote_plus(str(key)) + "=")
+        text = value if isinstance(value, str) else json.dumps(value)
+        pos = 0
+        for m in PLACEHOLDER.finditer(text):
+            if m.group(1) not in names:
+                raise ConfigError(
+                    f"{where}.body: ${{{m.group(1)}}} is not one of the entry's vars ({', '.join(sorted(names))})"
+                )
+            parts += [urllib.parse.quote_plus(text[pos : m.start()]), (m.group(1), FORM)]
+            pos = m.end()
+        parts.append(urllib.parse.quote_plus(text[pos:]))
+    merged: list[Part] = []  # adjacent literal text in one part
+    for p in parts:
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        elif p != "":
+            merged.append(p)
+    return merged
+
+
+def render_value(value: Any, whole: bool | str) -> str:
+    if whole == FORM:
+        return urllib.parse.quote_plus(value if isinstance(value, str) else json.dumps(value))
     encoded = json.dumps(value)
     if whole or not isinstance(value, str):
         return encoded
@@ -141,10 +175,13 @@ class BodyTemplate:
         return "".join(p if isinstance(p, str) else render_value(values[p[0]], p[1]) for p in self.parts).encode()
 
 
-def compile_kind(name: str, body: Any, vars_cfg: dict[str, Any] | None, base_dir: Path = REPO) -> BodyTemplate:
+def compile_kind(
+    name: str, body: Any, vars_cfg: dict[str, Any] | None, base_dir: Path = REPO, encoding: str = "json"
+) -> BodyTemplate:
     where = f"workload.mix.{name}"
     variables = [parse_var(n, spec, where, base_dir) for n, spec in (vars_cfg or {}).items()]
-    return BodyTemplate(body_parts(body, {v.name for v in variables}, where), variables)
+    parts = form_parts if encoding == FORM else body_parts
+    return BodyTemplate(parts(body, {v.name for v in variables}, where), variables)
 
 
 class MixTemplates:
@@ -152,7 +189,10 @@ class MixTemplates:
 
     def __init__(self, mix: Any, base_dir: Path = REPO) -> None:
         self.kinds = [(k, w) for k, w in mix.normalized()]
-        self.templates = {k.name: compile_kind(k.name, k.body, getattr(k, "vars", {}), base_dir) for k, _ in self.kinds}
+        self.templates = {
+            k.name: compile_kind(k.name, k.body, getattr(k, "vars", {}), base_dir, getattr(k, "encoding", "json"))
+            for k, _ in self.kinds
+        }
         self._static = {name: t.static for name, t in self.templates.items()}
 
     def body(self, kind: str, rng: random.Random) -> bytes:
@@ -208,6 +248,11 @@ local function encode(v, whole)
   local q = json_string(v)
   return q:sub(2, -2)
 end
+local function form_encode(v)  -- a form value: its text, urlencoded (spaces as +)
+  local s = type(v) == "number" and tostring(v) or v
+  s = s:gsub("[^%w%-%._~ ]", function(c) return string.format("%%%02X", c:byte()) end)
+  return (s:gsub(" ", "+"))
+end
 local function decoded(s)  -- choice values are stored as JSON texts; strings are drawn as text
   if s:sub(1, 1) == '"' then return (s:sub(2, -2):gsub('\\(.)', '%1')) end
   return tonumber(s) or s
@@ -252,15 +297,19 @@ end
 """
 
 
+def _lua_part(part: tuple[str, bool | str]) -> str:
+    name, whole = part
+    if whole == FORM:
+        return f"form_encode(v_{name})"
+    return f"encode(v_{name}, {'true' if whole else 'false'})"
+
+
 def lua_body_function(index: int, template: BodyTemplate) -> str:
     """`local function body_<index>()`: the template's vars drawn in order, its parts joined."""
     lines = [f"local function body_{index}()"]
     for v in template.vars:
         lines.append(f"  local v_{v.name} = {_lua_var(v)}")
-    pieces = [
-        _lua_str(p) if isinstance(p, str) else f"encode(v_{p[0]}, {'true' if p[1] else 'false'})"
-        for p in template.parts
-    ]
+    pieces = [_lua_str(p) if isinstance(p, str) else _lua_part(p) for p in template.parts]
     lines.append(f"  return {' .. '.join(pieces) if pieces else _lua_str('')}")
     lines.append("end")
     return "\n".join(lines)

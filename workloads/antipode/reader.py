@@ -12,6 +12,11 @@ round trip to the replica, so two cores are not starved).
 One JSON line per notification in the trace file: post_id, post_written_ts (writer, after the
 write), notification_received_ts, read_notification_ts (after the barrier), antipode_wait_us,
 consistent (the post was found on the replica), all times µs since the epoch.
+
+A lost part fails the reader (exit 1, the log naming it) instead of writing a trace that no longer
+measures the race: the queue's or the replica's connection closing, or the replica's replication
+link going down (the primary or the replication relay died; a replica then serves stale data, which
+would count as inconsistent reads, and Antipode's barrier would wait forever).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import collections
 import json
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -30,6 +36,11 @@ from antipode.writer import READER_READY, STREAM, hostport, now_us
 
 GROUP = "home-timeline"
 IN_FLIGHT = 128  # > rate x round trip of the link, so a read is always waiting at the queue
+LINK_CHECK_S = 0.2  # how often the replica's replication link is checked
+
+
+class LostPart(Exception):
+    """A part the measurement depends on is gone: the point must fail."""
 
 
 class Reader:
@@ -38,6 +49,25 @@ class Reader:
         self.antipode = os.environ.get("ANTIPODE", "0") == "1"
         self.trace = open(args.trace_path, "a", buffering=1)  # noqa: SIM115 - closed at exit
         self.tasks: set[asyncio.Task[None]] = set()
+        self.failed: asyncio.Future[str] | None = None
+
+    def lost(self, what: str, error: object) -> None:
+        assert self.failed is not None
+        if not self.failed.done():
+            self.failed.set_result(f"lost {what}: {error}")
+
+    @staticmethod
+    async def link_up(replica: Redis) -> bool:
+        return "master_link_status:up" in (await replica.execute("INFO", "replication")).decode()
+
+    async def watch_link(self, replica: Redis) -> None:
+        """Fail once the replica's link to its primary goes down (it is up before the reader is ready)."""
+        while await self.link_up(replica):
+            await asyncio.sleep(LINK_CHECK_S)
+        raise LostPart(
+            f"the replica's replication link to the primary is down (replica {self.args.replica}): "
+            "the primary or the replication relay stopped; reads would see stale data"
+        )
 
     async def barrier(self, replica: Redis, lineage: dict[str, Any]) -> None:
         for key in lineage["keys"]:
@@ -45,6 +75,12 @@ class Reader:
                 pass
 
     async def handle(self, replica: Redis, fields: dict[bytes, bytes]) -> None:
+        try:
+            await self.read_post(replica, fields)
+        except ConnectionError as e:
+            self.lost(f"the replica at {self.args.replica}", e)
+
+    async def read_post(self, replica: Redis, fields: dict[bytes, bytes]) -> None:
         received = now_us()
         post_id = int(fields[b"post_id"])
         waited = 0
@@ -64,11 +100,28 @@ class Reader:
         }
         self.trace.write(json.dumps(rec) + "\n")
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self) -> str:
+        """Consume until a part is lost; returns what was lost."""
+        loop = asyncio.get_running_loop()
+        self.failed = loop.create_future()
         queue = await Redis.connect(*hostport(self.args.queue), timeout_s=60)
         replica = await Redis.connect(*hostport(self.args.replica), timeout_s=60)
         await queue.execute("XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM")
+        while not await self.link_up(replica):  # the first sync; the writer is not ready before it
+            await asyncio.sleep(0.02)
         await queue.execute("SET", READER_READY, "1")
+        watch = loop.create_task(self.watch_link(replica))
+        consume = loop.create_task(self.consume(queue, replica))
+        parts = ((watch, f"the replica at {self.args.replica}"), (consume, f"the queue at {self.args.queue}"))
+        for task, what in parts:
+            task.add_done_callback(lambda t, what=what: t.cancelled() or self.lost(what, t.exception()))
+        try:
+            return await self.failed
+        finally:
+            watch.cancel()
+            consume.cancel()
+
+    async def consume(self, queue: Redis, replica: Redis) -> None:
         loop = asyncio.get_running_loop()
 
         def pull() -> asyncio.Task[Any]:
@@ -79,7 +132,7 @@ class Reader:
         # it arrives (a consumer's prefetch, as RabbitMQ federation does) instead of one round trip
         # of the WAN per read; Redis answers a connection's commands in order.
         inflight = collections.deque(pull() for _ in range(IN_FLIGHT))
-        while not stop.is_set():
+        while True:
             reply = await inflight.popleft()
             inflight.append(pull())
             for _stream, entries in reply or []:
@@ -96,12 +149,15 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = loop.create_task(r.run(stop))
+    runner = loop.create_task(r.run())
     await asyncio.wait([runner, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-    if runner.done():
-        runner.result()  # a failure ends the process with its traceback
-    runner.cancel()
     r.trace.close()
+    if runner.done():
+        # A lost part (or a failed start) ends the reader: the point must not use its trace.
+        why = runner.exception() or runner.result()
+        print(f"antipode.reader: {why}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    runner.cancel()
 
 
 def main() -> None:

@@ -78,8 +78,10 @@ async def serve(args: argparse.Namespace) -> None:
     async def relay(cr: asyncio.StreamReader, cw: asyncio.StreamWriter) -> None:
         try:
             ur, uw = await asyncio.open_connection(host, int(port))
-        except OSError:
-            cw.close()  # the far side is not up yet: the client retries
+        except OSError as e:
+            # The far side is not up yet (the client retries) or has died: said in the log.
+            print(f"antipode.wan: cannot reach {args.target}: {e}", flush=True)
+            cw.close()
             return
         try:
             await asyncio.gather(Link(delay_s, jitter_s, rng).pump(cr, uw), Link(delay_s, jitter_s, rng).pump(ur, cw))

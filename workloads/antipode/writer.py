@@ -12,6 +12,9 @@ post-storage-service and compose-post-service do with Antipode on.
 Every request adds one line to the results file: {"callId", "function", "recvTs", "dispatchTs",
 "finishedTs", "success"} (µs since the epoch). GET /healthz is 200 once the primary answers, the
 replica's replication link is up and the reader has subscribed.
+
+Losing the primary (the post store and the queue) ends the writer (exit 1, the log naming it): its
+requests could no longer store or announce posts, so the point must fail rather than count errors.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import random
 import signal
+import sys
 import time
 import uuid
 from typing import Any
@@ -53,6 +57,7 @@ class Writer:
         self.primary: Redis | None = None
         self.replica: Redis | None = None
         self.ready = False
+        self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     async def start(self) -> None:
         self.primary = await Redis.connect(*hostport(self.args.primary), timeout_s=60)
@@ -106,7 +111,11 @@ class Writer:
             await self.primary.execute("XADD", STREAM, "MAXLEN", "~", 100000, "*", *note)
             ok = True
             return web.json_response({"post_id": post_id})
-        except (ValueError, ConnectionError) as e:
+        except ConnectionError as e:
+            if not self.lost.done():
+                self.lost.set_result(f"lost the primary (post store and queue) at {self.args.primary}: {e}")
+            return web.json_response({"error": str(e)}, status=500)
+        except ValueError as e:
             return web.json_response({"error": str(e)}, status=500)
         finally:
             line = {
@@ -133,9 +142,12 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await asyncio.wait([loop.create_task(stop.wait()), w.lost], return_when=asyncio.FIRST_COMPLETED)
     await runner.cleanup()
     w.results.close()
+    if w.lost.done():
+        print(f"antipode.writer: {w.lost.result()}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def main() -> None:
