@@ -15,9 +15,14 @@ their output as the artifact computes them.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 import statistics
+import subprocess
+import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 MB = 1_000_000  # the artifact's tables are in decimal megabytes (du -b / 1e6)
@@ -29,6 +34,66 @@ def dump_cmd(pid: int | str, image_dir: str) -> str:
 
 def restore_cmd(image_dir: str) -> str:
     return f"criu restore --restore-detached --tcp-close -d -D {shlex.quote(image_dir)}"
+
+
+def image_bytes(image_dir: str | Path) -> int:
+    """The image's size as `du -sb` counts it (apparent bytes of its files)."""
+    return sum(f.stat().st_size for f in Path(image_dir).rglob("*") if f.is_file())
+
+
+class CriuImages:
+    """The function host's snapshot pool in CRIU mode: one image folder per snapshot point.
+
+    `criu` is the command prefix (`criu`, or `sudo -n criu` for a non-root host: dumping a
+    process and its TCP connection takes CAP_SYS_ADMIN). The commands are the artifact's."""
+
+    def __init__(self, root: Path, criu: str = "criu") -> None:
+        self.root = root
+        self.criu = criu
+        root.mkdir(parents=True, exist_ok=True)
+
+    def folder(self, request_number: int) -> Path:
+        return self.root / f"after-{request_number}"
+
+    def _run(self, cmd: str, what: str) -> float:
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+        ms = (time.perf_counter() - t0) * 1e3
+        if res.returncode != 0:
+            raise RuntimeError(f"{what} failed ({res.returncode}): {cmd}: {res.stderr.strip()[-800:]}")
+        return ms
+
+    def dump(self, pid: int, request_number: int) -> dict[str, float]:
+        """Dump the running process (it keeps running); its dump time (ms) and image size (bytes)."""
+        d = self.folder(request_number)
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        ms = self._run(f"{self.criu} {dump_cmd(pid, str(d)).removeprefix('criu ')}", f"criu dump of {pid}")
+        return {"dump_ms": round(ms, 1), "image_bytes": image_bytes(d)}
+
+    def restore(self, request_number: int, pid: int) -> float:
+        """Restore the image taken after `request_number` (under its old `pid`, which must be
+        free: the evicted process is waited for first); the restore command's time (ms)."""
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        cmd = f"{self.criu} {restore_cmd(str(self.folder(request_number))).removeprefix('criu ')}"
+        return round(self._run(cmd, f"criu restore of the image after request {request_number}"), 1)
+
+    def drop(self, request_number: int) -> None:
+        shutil.rmtree(self.folder(request_number), ignore_errors=True)
+
+
+def restore_token_file(state_dir: str | Path) -> Path:
+    """Where the host writes the token a restored process reconnects with (its control
+    connection is closed by `--tcp-close`)."""
+    return Path(state_dir) / "restore-token"
+
+
+def write_token(path: Path, token: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(token)
+    os.replace(tmp, path)
 
 
 def size_cmd(image_dir: str) -> str:
