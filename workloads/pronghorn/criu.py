@@ -1,15 +1,14 @@
 """The CRIU path, for a host where CRIU works (`--profile ssh`; not this development machine, where
 Debian 12's criu 3.17.1 fails its kernel check on kernel 6.18): the commands the artifact's agent
-and its Table 4 measurement run, rendered for a remote shell, and Tables 4 and 5 computed from
-their output as the artifact computes them.
+and its Table 4 measurement run, rendered for a remote shell.
 
 - dump (agent-python/main.py): `criu dump -t <pid> --tcp-established --leave-running -D <dir>`
 - restore (the container's start): `criu restore --restore-detached --tcp-close -d -D <dir>`
 - Table 4 (cost-analysis/table_4.py, run by hand in a pod): 10 cycles of dump, kill, restore;
-  mean and standard deviation of the dump and restore times (ms) and of the image size (MB).
-- Table 5 (cost-analysis/table_5.py): max storage = image size x 12 (the pool capacity the script
-  assumes; the experiments ran with 14, see reference/seed-pronghorn.md); max network =
-  (500 / 4) x 2 x image size (500 requests, eviction every 4: each restart uploads and downloads).
+  `table4_script` renders that script for a host by hand. The pipeline measures the same cycles
+  through the host (`--snapshot criu --strategy cycle`: experiment pronghorn_tables), and Tables
+  4 and 5 are computed by benchpipe/summaries/snapshot_costs.py.
+- CriuImages: the host's snapshot pool in CRIU mode (these commands, timed; image size measured).
 """
 
 from __future__ import annotations
@@ -18,14 +17,9 @@ import json
 import os
 import shlex
 import shutil
-import statistics
 import subprocess
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-MB = 1_000_000  # the artifact's tables are in decimal megabytes (du -b / 1e6)
 
 
 def dump_cmd(pid: int | str, image_dir: str) -> str:
@@ -142,37 +136,6 @@ def parse_cycles(text: str) -> list[dict[str, float]]:
     return rows
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
-def table4_row(benchmark: str, cycles: Iterable[dict[str, float]]) -> dict[str, Any]:
-    rows = list(cycles)
-    dump, dump_sd = _mean_std([r["dump_ms"] for r in rows])
-    restore, restore_sd = _mean_std([r["restore_ms"] for r in rows])
-    size, size_sd = _mean_std([r["size_bytes"] / MB for r in rows])
-    return {
-        "benchmark": benchmark,
-        "size_mb": round(size, 2),
-        "size_mb_std": round(size_sd, 2),
-        "dump_ms": round(dump, 2),
-        "dump_ms_std": round(dump_sd, 2),
-        "restore_ms": round(restore, 2),
-        "restore_ms_std": round(restore_sd, 2),
-        "cycles": len(rows),
-    }
-
-
-def table5_row(
-    benchmark: str, size_mb: float, pool: int = 12, requests: int = 500, eviction: int = 4
-) -> dict[str, Any]:
-    return {
-        "benchmark": benchmark,
-        "max_storage_mb": round(size_mb * pool, 2),
-        "max_network_mb": round(requests / eviction * 2 * size_mb, 2),
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     """`python -m pronghorn.criu script ...` prints the Table 4 script for a remote host;
     `python -m pronghorn.criu tables NAME=FILE ...` prints Tables 4 and 5 as JSON lines."""
@@ -192,11 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "script":
         print(table4_script(args.start, args.ready, args.dir, args.cycles))
         return
+    # On the controller: the tables' arithmetic is the snapshot_costs metric's.
+    from benchpipe.summaries.snapshot_costs import table4_row, table5_row
+
     for item in args.outputs:
         name, _, path = item.partition("=")
-        row = table4_row(name, parse_cycles(Path(path).read_text()))
-        print(json.dumps({"table": 4, **row}))
-        print(json.dumps({"table": 5, **table5_row(name, row["size_mb"])}))
+        cycles = parse_cycles(Path(path).read_text())
+        row = table4_row(*([c[k] for c in cycles] for k in ("dump_ms", "restore_ms", "size_bytes")))
+        print(json.dumps({"table": 4, "benchmark": name, **row}))
+        print(json.dumps({"table": 5, "benchmark": name, **table5_row(row["size_mb"])}))
 
 
 if __name__ == "__main__":
