@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shlex
 import tarfile
 import tempfile
@@ -155,50 +156,51 @@ class RemoteProcessDeployer:
         }
 
     # -- start -------------------------------------------------------------------------------------
-    def _upload(self, host: Host, rendered: dict[str, Any], code_dir: str) -> dict[str, str]:
-        """The services' code on the host (and its setup run) unless this version is there."""
-        packages = rendered["packages"]
-        if not packages:
-            return {}
-        digest = code_digest(packages)
-        mark = f"{code_dir}/.benchpipe-code-{digest[:16]}"
-        if remote.run(host, f"test -f {shlex.quote(mark)} && echo yes || true").strip() != "yes":
-            with tempfile.NamedTemporaryFile(suffix=".tar.gz") as f:
-                f.write(code_archive(packages))
-                f.flush()
-                remote.run(host, f"mkdir -p {shlex.quote(code_dir)}")
-                archive = f"{code_dir}/upload-{digest[:16]}.tar.gz"
-                remote.put(host, f.name, archive)
-            q = shlex.quote(code_dir)
-            remote.run(
-                host,
-                f"cd {q} && rm -rf {' '.join(map(shlex.quote, packages))}"
-                f" && tar xzf {shlex.quote(archive)} && rm -f {shlex.quote(archive)}",
-            )
-            for cmd in rendered["setup"]:
-                remote.run(host, cmd.replace(self.code_dir, code_dir), timeout_s=1800)
-            remote.run(host, f"rm -f {q}/.benchpipe-code-* && touch {shlex.quote(mark)}")
-        return {f"workloads/{p}": f"sha256:{digest}" for p in packages}
-
-    def _free_ports(self, host: Host, bind: str, n: int) -> list[int]:
-        # Held open together, so the n ports differ; free again when the script exits.
+    def _probe(self, host: Host, bind: str, n: int, mark: str) -> dict[str, Any]:
+        """One SSH round trip: the code folder (~ expanded), whether this code version is there,
+        and n free ports (held open together, so they differ; free again when it exits)."""
         code = (
-            "import socket,sys;"
+            "import json,os,socket;"
+            f"d=os.path.expanduser({self.code_dir!r});"
             f"ss=[socket.socket() for _ in range({n})];"
             f"[s.bind(({bind!r},0)) for s in ss];"
-            "print(' '.join(str(s.getsockname()[1]) for s in ss))"
+            "print(json.dumps({'code_dir':d,'has_code':os.path.exists(os.path.join(d,"
+            f"{mark!r})),'ports':[s.getsockname()[1] for s in ss]}}))"
         )
-        out = remote.run(host, f"{self.python} -c {shlex.quote(code)}")
-        return [int(p) for p in out.split()]
+        return json.loads(remote.run(host, f"{self.python} -c {shlex.quote(code)}"))
+
+    def _upload(self, host: Host, rendered: dict[str, Any], code_dir: str, mark: str) -> None:
+        """The services' code on the host, then its setup commands; the mark last (a failed setup
+        is run again by the next point)."""
+        packages = rendered["packages"]
+        q = shlex.quote(code_dir)
+        with tempfile.NamedTemporaryFile(suffix=".tar.gz") as f:
+            f.write(code_archive(packages))
+            f.flush()
+            remote.run(host, f"mkdir -p {q}")
+            archive = f"{code_dir}/upload-{mark}.tar.gz"
+            remote.put(host, f.name, archive)
+        remote.run(
+            host,
+            f"cd {q} && rm -rf {' '.join(map(shlex.quote, packages))}"
+            f" && tar xzf {shlex.quote(archive)} && rm -f {shlex.quote(archive)}",
+        )
+        for cmd in rendered["setup"]:
+            remote.run(host, cmd.replace(self.code_dir, code_dir), timeout_s=1800)
+        remote.run(host, f"rm -f {q}/.benchpipe-code-* && touch {q}/{mark}")
 
     def start(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> RemoteProcessStack:
         host = cluster.manager
-        home = remote.run(host, 'printf %s "$HOME"').strip()
-        code_dir = self.code_dir.replace("~", home, 1) if self.code_dir.startswith("~/") else self.code_dir
-        code = self._upload(host, rendered, code_dir)
         bind = self.s.get("bind") or host.private_address or host.address
         services = rendered["services"]
-        ports = dict(zip([s["name"] for s in services], self._free_ports(host, bind, len(services)), strict=True))
+        digest = code_digest(rendered["packages"])
+        mark = f".benchpipe-code-{digest[:16]}"
+        probe = self._probe(host, bind, len(services), mark)
+        code_dir = probe["code_dir"]
+        if rendered["packages"] and not probe["has_code"]:
+            self._upload(host, rendered, code_dir, mark)
+        code = {f"workloads/{p}": f"sha256:{digest}" for p in rendered["packages"]}
+        ports = dict(zip([s["name"] for s in services], probe["ports"], strict=True))
         results = f"{remote_dir}/async_results"
         stack = RemoteProcessStack(endpoint="", host=host, workdir=remote_dir, results_path=results, code=code)
         started = []
