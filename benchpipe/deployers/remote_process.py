@@ -11,7 +11,8 @@ folder. The handle (host, pids, folder) lets later stage jobs and a teardown rea
 
 settings: python (the host's, default python3), code_dir (default ~/.cache/benchpipe/workloads),
 setup (commands; {code_dir} is filled in), env (added to every service's), bind (the address the
-services listen on; default the host's address), remote_dir_template, stop_grace_s.
+services listen on; default the host's address), remote_dir_template (the point's folder on the
+host, e.g. /tmp/benchpipe/{run_id}/{experiment}/{baseline}/{point}), stop_grace_s.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from benchpipe.deployers.base import wait_for_count
 from benchpipe.deployers.process import WORKLOADS, DeployError, ProcessDeployer
 from benchpipe.model import Cluster, Host, write_json_atomic
 
-DEFAULT_REMOTE_DIR = "/tmp/benchpipe/{run_id}/{experiment}/{baseline}/{point}"
 DEFAULT_CODE_DIR = "~/.cache/benchpipe/workloads"
 # Not uploaded: a package's own virtual environment (made on the host by its setup) and caches.
 SKIP_PARTS = {".venv", "__pycache__", ".pytest_cache"}
@@ -182,7 +182,9 @@ class RemoteProcessDeployer:
             remote.put(host, f.name, archive)
         remote.run(
             host,
-            f"cd {q} && rm -rf {' '.join(map(shlex.quote, packages))}"
+            # The old code goes, the package's virtual environment (made by its setup) stays.
+            f'cd {q} && for p in {" ".join(map(shlex.quote, packages))}; do [ ! -d "$p" ]'
+            f' || find "$p" -mindepth 1 -maxdepth 1 ! -name .venv -exec rm -rf {{}} +; done'
             f" && tar xzf {shlex.quote(archive)} && rm -f {shlex.quote(archive)}",
         )
         for cmd in rendered["setup"]:
