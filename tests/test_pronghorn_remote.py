@@ -14,7 +14,7 @@ import yaml
 from benchpipe.clusters import planned_cluster
 from benchpipe.deployers.remote_process import RemoteProcessDeployer, start_script, stop_script
 from benchpipe.errors import ConfigError
-from benchpipe.experiment import load_experiment
+from benchpipe.experiment import deep_merge, load_experiment
 from benchpipe.pointspec import point_spec
 from benchpipe.validation import validate
 from tests.test_pipeline_e2e import job_counts, snakemake
@@ -25,14 +25,22 @@ SUITE = REPO / "config" / "experiments" / "pronghorn"
 
 def run_config(target: str) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    if target == "ssh":
-        cfg |= yaml.safe_load((REPO / "profiles" / "ssh" / "hosts.yaml").read_text())
+    if target == "ssh":  # merged key by key, as Snakemake merges a profile's configfile
+        cfg = deep_merge(cfg, yaml.safe_load((REPO / "profiles" / "ssh" / "hosts.yaml").read_text()))
     return validate(cfg, "config.schema.yaml", "test config")
 
 
 def spec_of(experiment: str, target: str, baseline: str, point: str) -> dict:
-    exp = load_experiment(SUITE / f"{experiment}.yaml")
-    return point_spec(run_config(target), exp, next(p for p in exp.points(baseline) if p.name == point))
+    cfg = run_config(target)
+    exp = load_experiment(SUITE / f"{experiment}.yaml", cfg["scale"])
+    return point_spec(cfg, exp, next(p for p in exp.points(baseline) if p.name == point))
+
+
+def test_figure4_runs_at_the_papers_size_on_the_criu_host_and_scaled_locally():
+    ssh = spec_of("pronghorn_fig4", "ssh", "cold", "bfs_E1")["generator"]["settings"]
+    local = spec_of("pronghorn_fig4", "local", "cold", "bfs_E1")["generator"]["settings"]
+    assert (ssh["requests"], ssh["gap_s"]) == (500, 0.2)
+    assert (local["requests"], local["gap_s"]) == (120, 0.08)
 
 
 def test_ssh_points_deploy_the_host_with_criu_snapshots_on_its_own_host():
