@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +241,7 @@ class RemoteProcessDeployer:
     def handle(self, stack: RemoteProcessStack, lease: str) -> dict[str, Any]:
         return {
             "endpoint": stack.endpoint,
-            "host": stack.host.__dict__,
+            "host": asdict(stack.host),
             "workdir": stack.workdir,
             "results_path": stack.results_path,
             "pids": stack.pids,
