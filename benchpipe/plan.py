@@ -50,6 +50,8 @@ def plan_text(
         shape = exp.baseline(b)["cluster"]
         machines = Counter(m.get("instance_type", "?") for m in exp.machines(shape))
         kinds = ", ".join(f"{n} x {t}" for t, n in sorted(machines.items()))
+        if target == "ssh":  # listed hosts, matched by name: the names to list in hosts.yaml
+            kinds = "hosts " + ", ".join(m["name"] for m in exp.machines(shape))
         cluster = "this machine" if target == "local" else f"cluster {shape}: {kinds}"
         own = exp.data.get("targets", {}).get(target, {}).get("deployer")
         if own:
