@@ -97,7 +97,8 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
             "provisioning cluster %s (%d machines) with %s", name, len(spec["machines"]), config["provider"]["name"]
         )
         cluster = provider_for(config).provision(
-            {"machines": spec["machines"]},
+            # The deployer too: a provider prepares only what it needs (no swarm for processes).
+            {"machines": spec["machines"], "deployer": spec["deployer"]["name"]},
             name=name,
             run_id=run_id,
             experiment=spec["experiment"],

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchpipe.experiment import Experiment
+from benchpipe.experiment import Experiment, figure_experiments
 
 
 def point_status(
@@ -51,8 +51,12 @@ def plan_text(
         machines = Counter(m.get("instance_type", "?") for m in exp.machines(shape))
         kinds = ", ".join(f"{n} x {t}" for t, n in sorted(machines.items()))
         cluster = "this machine" if target == "local" else f"cluster {shape}: {kinds}"
-        if target == "ssh":  # owned hosts: their names, not instance types (listed below)
-            cluster = f"cluster {shape}: {len(exp.machines(shape))} hosts"
+        if target == "ssh":  # owned hosts: their names when few, else the count (each listed below)
+            names = [m["name"] for m in exp.machines(shape)]
+            cluster = f"cluster {shape}: " + (f"hosts {', '.join(names)}" if len(names) <= 3 else f"{len(names)} hosts")
+        own = exp.data.get("targets", {}).get(target, {}).get("deployer")
+        if own:
+            cluster += f"; deployer {own['name']}"
         lines.append(
             f"  {exp_name}/{b}: {len(st['run'])} to run, {len(st['done'])} done  [{cluster}]"
             + (f"\n      to run: {' '.join(st['run'])}" if st["run"] else "")
@@ -107,19 +111,38 @@ def ssh_hosts_lines(
 
 
 def experiments_for_targets(
-    targets: Any, figures: dict[str, list[Experiment]], default: list[Experiment]
+    targets: Any,
+    figures: dict[str, list[Experiment]],
+    default: list[Experiment],
+    experiments: dict[str, Experiment] | None = None,
 ) -> list[Experiment]:
-    """The experiments a run's targets reach (a figure: those it draws; or rule all when no target
-    is named)."""
-    if targets and not any(Path(str(t)).stem in figures or str(t) == "all" for t in targets):
+    """The experiments a run's targets reach (a figure: those it draws; an experiment's summary
+    table, <results>/<experiment>/summary.csv: that one; or rule all when no target is named)."""
+    experiments = experiments or {}
+
+    def reached(t: Any) -> list[Experiment] | None:
+        path = Path(str(t))
+        if path.stem in figures:
+            return figures[path.stem]
+        if path.name in ("summary.csv", "summary.parquet") and path.parent.name in experiments:
+            return [experiments[path.parent.name]]
+        return None
+
+    if targets and not any(reached(t) is not None or str(t) == "all" for t in targets):
         return []  # rule names such as teardown or janitor: no points are involved
     chosen: list[Experiment] = []
     for t in targets or []:
-        stem = Path(str(t)).stem
-        for exp in figures.get(stem, []):
+        for exp in reached(t) or []:
             if exp not in chosen:
                 chosen.append(exp)
     return chosen or default
+
+
+def tables_only(exps: dict[str, Experiment]) -> list[str]:
+    """Experiments that draw no figure and that no figure draws: their summary table is what
+    they produce (Pronghorn's Tables 4-5)."""
+    drawn = {n for e in exps.values() for f in e.data["figures"] for n in figure_experiments(f, e.name)}
+    return [n for n, e in exps.items() if not e.data["figures"] and n not in drawn]
 
 
 def invocation() -> tuple[bool, list[str], list[str]]:

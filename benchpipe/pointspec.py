@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from benchpipe.experiment import Experiment, Point
+from benchpipe.targets import deployer_for, refuse_unsupported
 
 
 def canonical_hash(data: Any) -> str:
@@ -18,6 +19,7 @@ def canonical_hash(data: Any) -> str:
 
 
 def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[str, Any]:
+    refuse_unsupported(config, [exp])
     base = exp.baseline(point.baseline)
     wl = exp.data["workload"]
     env: dict[str, str] = {k: str(v) for k, v in {**exp.data["stack"].get("env", {}), **base.get("env", {})}.items()}
@@ -70,7 +72,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             "tables": exp.data["stack"].get("tables", []),
         },
         "env": env,
-        "deployer": config["deployer"],
+        "deployer": deployer_for(config, exp),
         "generator": generator,
         "measure": {k: config["measure"][k] for k in ("ready_timeout_s",)},
         "target": config["target"],

@@ -15,6 +15,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
     "deployer": {
         "process": "benchpipe.deployers.process:ProcessDeployer",
         "swarm": "benchpipe.deployers.swarm:SwarmDeployer",
+        "remote-process": "benchpipe.deployers.remote_process:RemoteProcessDeployer",
     },
     "generator": {
         "openloop": "benchpipe.generators.openloop:OpenLoopGenerator",
@@ -32,6 +33,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "consistency": "benchpipe.summaries.consistency:point_consistency",
         "requests": "benchpipe.summaries.requests:point_requests",
         "convergence": "benchpipe.summaries.convergence:point_convergence",
+        "snapshot_costs": "benchpipe.summaries.snapshot_costs:point_snapshot_costs",
     },
     # Figure kinds: f(summary_df, figure_cfg) -> an altair chart.
     "figure": {

@@ -24,8 +24,10 @@ from benchpipe.plan import (
     plan_text,
     remove_stale_products,
     stale_experiments,
+    tables_only,
 )
 from benchpipe.pointspec import point_spec
+from benchpipe.targets import refuse_unsupported, unsupported
 from benchpipe.report_text import figure_caption, measured_facts, summary_caption
 from benchpipe.resume import pending, remove, void_stage_files
 from benchpipe.errors import ConfigError
@@ -41,7 +43,14 @@ try:
         name: load_experiment(path, config["scale"], config["repetitions"])
         for name, path in experiment_files(config["experiments_dir"]).items()
     }
+    # Rule all leaves out what this target cannot run (named once); asked for by name, it is refused.
+    _ASKED = bool(config.get("experiments"))
     config["experiments"] = config.get("experiments") or SUITE_NAMES
+    if not _ASKED:
+        _SKIPPED = [n for n in config["experiments"] if unsupported(config, EXPERIMENTS[n])]
+        for _name in _SKIPPED:
+            print(f"benchpipe: {unsupported(config, EXPERIMENTS[_name])} (left out of rule all)", file=sys.stderr)
+        config["experiments"] = [n for n in config["experiments"] if n not in _SKIPPED]
     for name in config["experiments"]:
         if name not in SUITE_NAMES:
             raise ConfigError(
@@ -58,6 +67,22 @@ try:
                 )
             FIGURES[_f["name"]] = _exp
     check_figure_references(EXPERIMENTS)
+    TABLES_ONLY = tables_only(EXPERIMENTS)
+    DRYRUN, TARGETS, UNTIL = invocation()
+    # The experiments this run's targets reach (a figure, a summary table, or rule all's).
+    REACHED = experiments_for_targets(
+        TARGETS,
+        {
+            name: [
+                EXPERIMENTS[e]
+                for e in figure_experiments(next(f for f in exp.data["figures"] if f["name"] == name), exp.name)
+            ]
+            for name, exp in FIGURES.items()
+        },
+        [EXPERIMENTS[e] for e in config["experiments"]],
+        EXPERIMENTS,
+    )
+    refuse_unsupported(config, REACHED)
 except ConfigError as e:
     raise WorkflowError(f"Invalid configuration:\n{e}") from None
 
@@ -99,7 +124,6 @@ POINTS = {
 }
 
 
-DRYRUN, TARGETS, UNTIL = invocation()
 if "--report" in sys.argv:
     # For the captions only (after CONFIG_JSON: it changes no job's params): what measured each
     # experiment, from its manifests.
@@ -140,28 +164,7 @@ if set(UNTIL) & set(STACK_STAGES):
     )
 if DRYRUN:
     # The plan, before anything is spent (a dry run runs no rule and no hook).
-    print(
-        plan_text(
-            experiments_for_targets(
-                TARGETS,
-                {
-                    name: [
-                        EXPERIMENTS[e]
-                        for e in figure_experiments(
-                            next(f for f in exp.data["figures"] if f["name"] == name), exp.name
-                        )
-                    ]
-                    for name, exp in FIGURES.items()
-                },
-                [EXPERIMENTS[e] for e in config["experiments"]],
-            ),
-            Path(R),
-            REPS,
-            config["target"],
-            config["provider"],
-        ),
-        file=sys.stderr,
-    )
+    print(plan_text(REACHED, Path(R), REPS, config["target"], config["provider"]), file=sys.stderr)
 
 
 wildcard_constraints:
@@ -172,12 +175,13 @@ wildcard_constraints:
 
 
 def get_final_figures():
+    # An experiment that only makes a table (no figure draws it) ends in its summary.
     return [
         f"{F}/{f['name']}.{ext}"
         for name in config["experiments"]
         for f in EXPERIMENTS[name].data["figures"]
         for ext in ("png", "html")
-    ]
+    ] + [f"{R}/{name}/summary.csv" for name in config["experiments"] if name in TABLES_ONLY]
 
 
 def _point(wildcards):

@@ -119,3 +119,11 @@ def test_convergence_index_is_the_first_window_near_the_final_median():
     # 2 % is the tolerance: windows 3 % off the target are not converged; the first half-and-half
     # window (median 101.5) is.
     assert convergence_index([103.0] * 300 + [100.0] * 200) == 290
+
+
+def test_cycle_snapshots_every_request_and_restores_the_newest():
+    """Table 4's cycles (cost-analysis/table_4.py): serve, dump, kill, restore that image, serve..."""
+    orch = Orchestrator(make_strategy("cycle", 1))
+    steps = drive(orch, jit, 5)
+    assert steps == [(0, 1, True), (1, 2, True), (2, 3, True), (3, 4, True), (4, 5, True)]
+    assert orch.strategy.pool == {5}  # older images pruned: one image at a time

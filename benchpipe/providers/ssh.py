@@ -1,9 +1,11 @@
 """The ssh provider: existing hosts (CloudLab, a lab cluster) listed in the profile, as a swarm.
 
-settings.hosts: [{name, address, user, key_file | ssh_alias, port, role, labels, private_address}].
-The experiment's machine names are matched to the listed names; the hosts are probed (a host that
-refuses SSH is named and nothing is deployed), joined into one swarm (manager init, workers join,
-node labels), and left as they were at teardown: they are not ours to destroy.
+settings.hosts: [{name, address, user, key_file | ssh_alias, port, role, labels, private_address,
+docker}]. The experiment's machine names are matched to the listed names; the hosts are probed (a
+host that refuses SSH is named and nothing is deployed), joined into one swarm (manager init,
+workers join, node labels) when the experiment deploys on the swarm, and left as they were at
+teardown: they are not ours to destroy. A host with `docker: false` (Pronghorn's CRIU host, whose
+processes the remote-process deployer starts) is probed with SSH alone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from benchpipe.errors import ConfigError, StackError
 from benchpipe.model import Cluster, Host
 
 log = logging.getLogger("benchpipe.ssh")
+DOCKER_PROBE = "docker version --format '{{.Server.Version}}'"
 
 
 def hosts_from_settings(settings: dict[str, Any]) -> list[Host]:
@@ -61,9 +64,12 @@ class SshProvider:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
         self.hosts = hosts_from_settings(self.s)
+        self.without_docker = {h["name"] for h in self.s["hosts"] if isinstance(h, dict) and h.get("docker") is False}
 
     def preflight(self) -> list[str]:
-        return _not_answering(self.hosts, "docker version --format '{{.Server.Version}}'", 30)
+        docker = [h for h in self.hosts if h.name not in self.without_docker]
+        plain = [h for h in self.hosts if h.name in self.without_docker]
+        return _not_answering(docker, DOCKER_PROBE, 30) + _not_answering(plain, "true", 30)
 
     def _select(self, spec: dict[str, Any]) -> list[Host]:
         by_name = {h.name: h for h in self.hosts}
@@ -78,12 +84,14 @@ class SshProvider:
 
     def provision(self, spec: dict[str, Any], *, name: str, run_id: str, experiment: str, baseline: str) -> Cluster:
         hosts = self._select(spec)
+        swarm = spec.get("deployer", "swarm") == "swarm"
         for h in hosts:  # probe all before touching any
-            remote.run(h, "docker version --format '{{.Server.Version}}'", timeout_s=30)
-        # Existing hosts keep their names (the hosts file names them as they are) unless asked.
-        bootstrap(
-            hosts, rename=bool(self.s.get("set_hostnames", False)), storage=bool(self.s.get("mount_storage", False))
-        )
+            remote.run(h, DOCKER_PROBE if swarm else "true", timeout_s=30)
+        if swarm:
+            # Existing hosts keep their names (the hosts file names them as they are) unless asked.
+            bootstrap(
+                hosts, rename=bool(self.s.get("set_hostnames", False)), storage=bool(self.s.get("mount_storage", False))
+            )
         return Cluster(
             name=name,
             provider="ssh",

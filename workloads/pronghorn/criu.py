@@ -1,26 +1,25 @@
 """The CRIU path, for a host where CRIU works (`--profile ssh`; not this development machine, where
 Debian 12's criu 3.17.1 fails its kernel check on kernel 6.18): the commands the artifact's agent
-and its Table 4 measurement run, rendered for a remote shell, and Tables 4 and 5 computed from
-their output as the artifact computes them.
+and its Table 4 measurement run, rendered for a remote shell.
 
 - dump (agent-python/main.py): `criu dump -t <pid> --tcp-established --leave-running -D <dir>`
 - restore (the container's start): `criu restore --restore-detached --tcp-close -d -D <dir>`
 - Table 4 (cost-analysis/table_4.py, run by hand in a pod): 10 cycles of dump, kill, restore;
-  mean and standard deviation of the dump and restore times (ms) and of the image size (MB).
-- Table 5 (cost-analysis/table_5.py): max storage = image size x 12 (the pool capacity the script
-  assumes; the experiments ran with 14, see reference/seed-pronghorn.md); max network =
-  (500 / 4) x 2 x image size (500 requests, eviction every 4: each restart uploads and downloads).
+  `table4_script` renders that script for a host by hand. The pipeline measures the same cycles
+  through the host (`--snapshot criu --strategy cycle`: experiment pronghorn_tables), and Tables
+  4 and 5 are computed by benchpipe/summaries/snapshot_costs.py.
+- CriuImages: the host's snapshot pool in CRIU mode (these commands, timed; image size measured).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
-import statistics
-from collections.abc import Iterable
-from typing import Any
-
-MB = 1_000_000  # the artifact's tables are in decimal megabytes (du -b / 1e6)
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
 
 def dump_cmd(pid: int | str, image_dir: str) -> str:
@@ -29,6 +28,66 @@ def dump_cmd(pid: int | str, image_dir: str) -> str:
 
 def restore_cmd(image_dir: str) -> str:
     return f"criu restore --restore-detached --tcp-close -d -D {shlex.quote(image_dir)}"
+
+
+def image_bytes(image_dir: str | Path) -> int:
+    """The image's size as `du -sb` counts it (apparent bytes of its files)."""
+    return sum(f.stat().st_size for f in Path(image_dir).rglob("*") if f.is_file())
+
+
+class CriuImages:
+    """The function host's snapshot pool in CRIU mode: one image folder per snapshot point.
+
+    `criu` is the command prefix (`criu`, or `sudo -n criu` for a non-root host: dumping a
+    process and its TCP connection takes CAP_SYS_ADMIN). The commands are the artifact's."""
+
+    def __init__(self, root: Path, criu: str = "criu") -> None:
+        self.root = root
+        self.criu = criu
+        root.mkdir(parents=True, exist_ok=True)
+
+    def folder(self, request_number: int) -> Path:
+        return self.root / f"after-{request_number}"
+
+    def _run(self, cmd: str, what: str) -> float:
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+        ms = (time.perf_counter() - t0) * 1e3
+        if res.returncode != 0:
+            raise RuntimeError(f"{what} failed ({res.returncode}): {cmd}: {res.stderr.strip()[-800:]}")
+        return ms
+
+    def dump(self, pid: int, request_number: int) -> dict[str, float]:
+        """Dump the running process (it keeps running); its dump time (ms) and image size (bytes)."""
+        d = self.folder(request_number)
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        ms = self._run(f"{self.criu} {dump_cmd(pid, str(d)).removeprefix('criu ')}", f"criu dump of {pid}")
+        return {"dump_ms": round(ms, 1), "image_bytes": image_bytes(d)}
+
+    def restore(self, request_number: int, pid: int) -> float:
+        """Restore the image taken after `request_number` (under its old `pid`, which must be
+        free: the evicted process is waited for first); the restore command's time (ms)."""
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        cmd = f"{self.criu} {restore_cmd(str(self.folder(request_number))).removeprefix('criu ')}"
+        return round(self._run(cmd, f"criu restore of the image after request {request_number}"), 1)
+
+    def drop(self, request_number: int) -> None:
+        shutil.rmtree(self.folder(request_number), ignore_errors=True)
+
+
+def restore_token_file(state_dir: str | Path) -> Path:
+    """Where the host writes the token a restored process reconnects with (its control
+    connection is closed by `--tcp-close`)."""
+    return Path(state_dir) / "restore-token"
+
+
+def write_token(path: Path, token: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(token)
+    os.replace(tmp, path)
 
 
 def size_cmd(image_dir: str) -> str:
@@ -77,37 +136,6 @@ def parse_cycles(text: str) -> list[dict[str, float]]:
     return rows
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
-def table4_row(benchmark: str, cycles: Iterable[dict[str, float]]) -> dict[str, Any]:
-    rows = list(cycles)
-    dump, dump_sd = _mean_std([r["dump_ms"] for r in rows])
-    restore, restore_sd = _mean_std([r["restore_ms"] for r in rows])
-    size, size_sd = _mean_std([r["size_bytes"] / MB for r in rows])
-    return {
-        "benchmark": benchmark,
-        "size_mb": round(size, 2),
-        "size_mb_std": round(size_sd, 2),
-        "dump_ms": round(dump, 2),
-        "dump_ms_std": round(dump_sd, 2),
-        "restore_ms": round(restore, 2),
-        "restore_ms_std": round(restore_sd, 2),
-        "cycles": len(rows),
-    }
-
-
-def table5_row(
-    benchmark: str, size_mb: float, pool: int = 12, requests: int = 500, eviction: int = 4
-) -> dict[str, Any]:
-    return {
-        "benchmark": benchmark,
-        "max_storage_mb": round(size_mb * pool, 2),
-        "max_network_mb": round(requests / eviction * 2 * size_mb, 2),
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     """`python -m pronghorn.criu script ...` prints the Table 4 script for a remote host;
     `python -m pronghorn.criu tables NAME=FILE ...` prints Tables 4 and 5 as JSON lines."""
@@ -127,11 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "script":
         print(table4_script(args.start, args.ready, args.dir, args.cycles))
         return
+    # On the controller: the tables' arithmetic is the snapshot_costs metric's.
+    from benchpipe.summaries.snapshot_costs import table4_row, table5_row
+
     for item in args.outputs:
         name, _, path = item.partition("=")
-        row = table4_row(name, parse_cycles(Path(path).read_text()))
-        print(json.dumps({"table": 4, **row}))
-        print(json.dumps({"table": 5, **table5_row(name, row["size_mb"])}))
+        cycles = parse_cycles(Path(path).read_text())
+        row = table4_row(*([c[k] for c in cycles] for k in ("dump_ms", "restore_ms", "size_bytes")))
+        print(json.dumps({"table": 4, "benchmark": name, **row}))
+        print(json.dumps({"table": 5, "benchmark": name, **table5_row(row["size_mb"])}))
 
 
 if __name__ == "__main__":

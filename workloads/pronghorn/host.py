@@ -12,6 +12,12 @@ function, on this machine.
   request-0 image, a process that imported the handler's libraries and served nothing. Either
   way the first request meets a cold JIT; the zygote only saves the ~0.5 s interpreter start that
   the artifact's client never measures (it drops requests that hit a restarting container).
+- `--snapshot criu` (a host where CRIU works): instances are separate processes in sessions of
+  their own (the artifact's `setsid pypy3 index.py`); a snapshot is a CRIU dump of the running
+  instance (`--leave-running`, its time and image size recorded), a restore is `criu restore` of
+  the image; the restored process, whose control connection `--tcp-close` closed, reconnects with
+  the token the host wrote for it. JVM benchmarks (Figure 5) run `java` with the classes
+  install.sh --jvm compiles, and need CRIU for any snapshot: a JVM cannot be forked.
 - One JSON line per served request in --results-path (request, instance, request number, where
   the instance came from, server time, snapshot taken, evicted; recvTs/dispatchTs/finishedTs µs).
 """
@@ -37,12 +43,17 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
+from pronghorn.criu import CriuImages, restore_token_file, write_token
 from pronghorn.strategies import COLD, STRATEGIES, Orchestrator, make_strategy
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PYPY = HERE / ".venv" / "bin" / "pypy3"
 PR_SET_CHILD_SUBREAPER = 36
-BENCHMARKS = ("bfs", "dfs", "mst", "pagerank", "dynamic-html", "compress")
+PYPY_BENCHMARKS = ("bfs", "dfs", "mst", "pagerank", "dynamic-html", "compress")
+# Figure 5's JVM benchmarks (workloads/pronghorn/jvm/PronghornRuntime.java).
+JVM_BENCHMARKS = ("matrix-multiplication", "simple-hash", "word-count", "html-rendering")
+BENCHMARKS = PYPY_BENCHMARKS + JVM_BENCHMARKS
+DEFAULT_JVM_CLASSES = HERE / "jvm" / "classes"
 
 
 def now_us() -> int:
@@ -72,6 +83,18 @@ class Proc:
             os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+@dataclass
+class Image:
+    """A CRIU snapshot in the pool: the image folder of the process `pid` after `request_number`."""
+
+    request_number: int
+    pid: int
+    images: CriuImages
+
+    def kill(self) -> None:  # pruned from the pool (the name Proc's pruning calls)
+        self.images.drop(self.request_number)
 
 
 @dataclass
@@ -142,6 +165,11 @@ class Control:
 
 class Host:
     def __init__(self, args: argparse.Namespace) -> None:
+        # Fork mode unless told otherwise (tests build the namespace by hand).
+        defaults = {"snapshot": "fork", "criu": "criu", "java": "java", "jvm_classes": DEFAULT_JVM_CLASSES}
+        for key, default in defaults.items():
+            if not hasattr(args, key):
+                setattr(args, key, default)
         self.args = args
         kw = {"capacity": args.pool_capacity, "max_requests": args.max_requests, "seed": args.seed}
         self.orch = Orchestrator(
@@ -162,7 +190,9 @@ class Host:
         self.lock = threading.Lock()  # one request at a time on the instance, as one container
         self.restarting = threading.Event()
         self.instance: Proc | None = None
-        self.snapshots: dict[int, Proc] = {}
+        self.snapshots: dict[int, Proc | Image] = {}
+        self.criu = CriuImages(args.state_dir / "images", args.criu) if args.snapshot == "criu" else None
+        self.token_file = restore_token_file(args.state_dir)
         self.zygote: Proc | None = None
         self.children: list[subprocess.Popen[bytes]] = []
         self.requests = 0
@@ -174,11 +204,19 @@ class Host:
     # -- processes ------------------------------------------------------------------------------
     def _exec_runtime(self, role: str) -> Proc:
         token, q = self.control.expect()
-        argv = [self.pypy, "-m", "pronghorn.runtime", "--benchmark", self.args.benchmark]
-        argv += ["--control-port", str(self.control.port), "--token", token, "--role", role]
-        argv += ["--share-pages"] if self.args.share_pages else []
-        self.children.append(subprocess.Popen(argv, env=self.env, start_new_session=False))
-        return self.control.take(token, q, 60, f"a new {role} process ({self.pypy})")
+        control = ["--control-port", str(self.control.port), "--token", token]
+        if self.args.benchmark in JVM_BENCHMARKS:
+            argv = [self.args.java, "-cp", str(self.args.jvm_classes), "PronghornRuntime"]
+            argv += ["--benchmark", self.args.benchmark, *control]
+        else:
+            argv = [self.pypy, "-m", "pronghorn.runtime", "--benchmark", self.args.benchmark, *control, "--role", role]
+            argv += ["--share-pages"] if self.args.share_pages else []
+        if self.criu is not None:
+            argv += ["--reconnect-file", str(self.token_file)]
+        # Under CRIU an instance is the root of its own session, as the artifact's
+        # `setsid pypy3 index.py`: criu dumps a process tree whose session it leads.
+        self.children.append(subprocess.Popen(argv, env=self.env, start_new_session=self.criu is not None))
+        return self.control.take(token, q, 60, f"a new {role} process ({argv[0]})")
 
     def _fork_from(self, parent: Proc, op: str, keep_serving: bool = True) -> Proc:
         token, q = self.control.expect()
@@ -196,16 +234,33 @@ class Host:
             "start_ms": round((time.perf_counter() - t0) * 1e3, 1),
             "copied_mib": self.instance.hello.get("copied_mib", 0.0),
         }
+        if "restore_ms" in self.instance.hello:
+            self.started["restore_ms"] = self.instance.hello["restore_ms"]
+
+    def _restore_image(self, image: Image) -> Proc:
+        """criu restore of `image`; the restored process reconnects with the token written first."""
+        assert self.criu is not None
+        token, q = self.control.expect()
+        write_token(self.token_file, token)
+        restore_ms = self.criu.restore(image.request_number, image.pid)
+        what = f"the process restored from the image after request {image.request_number}"
+        proc = self.control.take(token, q, 30, what)
+        proc.hello["restore_ms"] = restore_ms
+        return proc
 
     def _start_instance(self) -> None:
         base = self.orch.start_instance()
-        if base != COLD and base in self.snapshots:
+        snap = self.snapshots.get(base) if base != COLD else None
+        if isinstance(snap, Image):
+            self.instance = self._restore_image(snap)
+            self.stats["restores"] += 1
+        elif base != COLD and base in self.snapshots:
             self.instance = self._fork_from(self.snapshots[base], "restore")
             self.stats["restores"] += 1
         else:
             if base != COLD:
                 self.orch.started(COLD)
-            if self.args.cold_start == "zygote":
+            if self.args.cold_start == "zygote" and self.criu is None:
                 if self.zygote is None:
                     self.zygote = self._exec_runtime("zygote")
                 self.instance = self._fork_from(self.zygote, "restore")
@@ -264,7 +319,14 @@ class Host:
         runtime's log); releases the lock `invoke` took."""
         step, rec = out["step"], out["rec"]
         try:
-            if step.snapshot and self.instance is not None:
+            if step.snapshot and self.instance is not None and self.criu is not None:
+                rec.update(self.criu.dump(self.instance.pid, step.request_number))
+                self.snapshots[step.request_number] = Image(step.request_number, self.instance.pid, self.criu)
+                self.stats["snapshots"] += 1
+                for k in self.orch.snapshot_taken(step.request_number):
+                    self.snapshots.pop(k).kill()
+                    self.stats["pruned"] += 1
+            elif step.snapshot and self.instance is not None:
                 snap = self._fork_from(self.instance, "snapshot", keep_serving=not step.evict)
                 self.snapshots[step.request_number] = snap
                 self.stats["snapshots"] += 1
@@ -363,7 +425,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--results-path", type=Path, required=True)
     ap.add_argument("--pool-capacity", type=int, default=14, help="the artifact's RequestCentric default")
     ap.add_argument("--max-requests", type=int, default=100, help="snapshot points 1..N")
-    ap.add_argument("--cold-start", choices=["zygote", "exec"], default="zygote")
+    ap.add_argument(
+        "--cold-start", choices=["zygote", "exec"], default="zygote", help="fork mode only (CRIU mode: exec)"
+    )
+    ap.add_argument(
+        "--snapshot",
+        choices=["fork", "criu"],
+        default=os.environ.get("PRONGHORN_SNAPSHOT", "fork"),
+        help="fork: a stopped fork of the warmed process; criu: a CRIU image (default $PRONGHORN_SNAPSHOT)",
+    )
+    ap.add_argument("--criu", default=os.environ.get("PRONGHORN_CRIU", "criu"), help="e.g. 'sudo -n criu'")
+    ap.add_argument("--java", default=os.environ.get("PRONGHORN_JAVA", "java"))
+    classes = Path(os.environ.get("PRONGHORN_JVM_CLASSES", DEFAULT_JVM_CLASSES))
+    ap.add_argument("--jvm-classes", type=Path, default=classes, help="compiled by install.sh --jvm")
     ap.add_argument("--pypy", help=f"PyPy interpreter with networkx and Jinja2 (default {DEFAULT_PYPY})")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--gc-nursery", default="4MB", help="PYPY_GC_NURSERY of the function processes")
@@ -373,6 +447,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.eviction < 1:
         ap.error(f"--eviction: expected a number of requests >= 1, got {args.eviction}")
+    if args.benchmark in JVM_BENCHMARKS and args.snapshot == "fork" and args.strategy != "cold":
+        ap.error(
+            f"--benchmark {args.benchmark}: a JVM cannot be snapshotted by fork (its threads do not "
+            "survive it); expected --snapshot criu on a host where CRIU works"
+        )
     return args
 
 
@@ -391,7 +470,10 @@ def main(argv: list[str] | None = None) -> None:
     args.results_path.parent.mkdir(parents=True, exist_ok=True)
     host = Host(args)
     pypy = Path(host.pypy)
-    if not pypy.exists():
+    if args.benchmark in JVM_BENCHMARKS:
+        if not (args.jvm_classes / "PronghornRuntime.class").exists():
+            sys.exit(f"pronghorn: no PronghornRuntime.class in {args.jvm_classes}; run install.sh --jvm")
+    elif not pypy.exists():
         sys.exit(f"pronghorn: no PyPy interpreter at {pypy}; run workloads/pronghorn/install.sh (or pass --pypy)")
     threading.Thread(target=host.control.serve, daemon=True).start()
     server = ThreadingHTTPServer((args.host, args.port), make_handler(host))

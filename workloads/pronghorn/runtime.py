@@ -10,7 +10,10 @@ back to the host's control port and says who it is; then it obeys newline-delimi
                           that costs no CPU); the parent goes on serving
     restore {token}       (a snapshot or the zygote) fork an instance that serves from this state
 
-A process whose control connection closes (host gone, or evicted) exits at once.
+A process whose control connection closes (host gone, or evicted) exits at once; with
+--reconnect-file (CRIU mode) it first tries once per new token written there: a process restored by
+`criu restore --tcp-close` finds its connection closed and reconnects with the token the host
+wrote for it before the restore.
 Runs under PyPy 3.9: no syntax newer than Python 3.9 here.
 """
 
@@ -90,6 +93,23 @@ def recv(f):
     return json.loads(line) if line else None
 
 
+def reconnect(path, used: set, port: int, hello: dict):
+    """(sock, f) connected again with the token in `path`, or None: no file, a token this process
+    already used (the host closed it on us), or no host listening."""
+    try:
+        with open(path) as tf:
+            token = tf.read().strip()
+    except OSError:
+        return None
+    if not token or token in used:
+        return None
+    used.add(token)
+    try:
+        return connect(port, dict(hello, token=token))
+    except OSError:
+        return None
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--benchmark", required=True, choices=sorted(HANDLERS))
@@ -97,6 +117,7 @@ def main(argv=None) -> None:
     ap.add_argument("--token", required=True)
     ap.add_argument("--role", choices=["instance", "zygote"], default="instance")
     ap.add_argument("--share-pages", action="store_true", help="forks keep sharing pages copy-on-write")
+    ap.add_argument("--reconnect-file", help="CRIU mode: the token file a restored process reconnects with")
     args = ap.parse_args(argv)
     owning = not args.share_pages
     # Children are never waited for: snapshots outlive the instance that forked them.
@@ -108,9 +129,18 @@ def main(argv=None) -> None:
     role = args.role
     port = args.control_port
     sock, f = connect(port, {"role": role, "token": args.token, "served": served})
+    used = {args.token}
     while True:
-        msg = recv(f)
+        try:
+            msg = recv(f)
+        except OSError:
+            msg = None
         if msg is None:
+            hello = {"role": role, "served": served, "restored": True}
+            again = reconnect(args.reconnect_file, used, port, hello) if args.reconnect_file else None
+            if again is not None:
+                sock, f = again
+                continue
             os._exit(0)
         op = msg.get("op")
         if op == "invoke" and role == "instance":

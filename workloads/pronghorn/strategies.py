@@ -154,7 +154,25 @@ class RequestCentricStrategy(Strategy):
         return max([COLD, *self.pool], key=lambda k: (self.score(k), k))
 
 
-STRATEGIES = ("cold", "fixed1", "request-centric")
+class CycleStrategy(Strategy):
+    """Table 4's measurement (cost-analysis/table_4.py): dump after every request, kill, restore
+    that image, serve one request, and again; only the newest image is kept."""
+
+    name = "cycle"
+
+    def choose_restore(self) -> int:
+        return max(self.pool, default=COLD)
+
+    def snapshot_point(self, base: int) -> int | None:
+        return base + 1
+
+    def add(self, request_number: int) -> list[int]:
+        dropped = sorted(k for k in self.pool if k != request_number)
+        self.pool = {request_number}
+        return dropped
+
+
+STRATEGIES = ("cold", "fixed1", "request-centric", "cycle")
 
 
 def make_strategy(name: str, eviction: int, **kw: float) -> Strategy:
@@ -164,6 +182,8 @@ def make_strategy(name: str, eviction: int, **kw: float) -> Strategy:
         return FixedStrategy(eviction, at=1)
     if name == "request-centric":
         return RequestCentricStrategy(eviction, **kw)  # type: ignore[arg-type]
+    if name == "cycle":
+        return CycleStrategy(eviction)
     raise ValueError(f"strategy: expected one of {', '.join(STRATEGIES)}, got {name!r}")
 
 
