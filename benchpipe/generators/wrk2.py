@@ -77,7 +77,7 @@ def command(
         "-c",
         str(connections),
         "-d",
-        f"{max(1, round(duration_s))}s",
+        str(max(1, round(duration_s))),  # whole seconds, as run_once.sh writes it
         "-L",
         "-U",
         "-s",
@@ -175,11 +175,11 @@ class Wrk2Generator:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
 
-    def run(self, target: str, mix: Mix, rate: float, duration_s: float, out_dir: Path, label: str) -> GeneratorReport:
-        runner: Runner = self.s.get("runner") or local_runner
-        put: Callable[[str, str], None] = self.s.get("put") or (lambda path, text: Path(path).write_text(text))
+    def plan(
+        self, target: str, mix: Mix, rate: float, duration_s: float, out_dir: Path, label: str
+    ) -> tuple[str, str, list[str]]:
+        """(where the script goes, the script, the command line) of one run."""
         script = f"{self.s.get('script_dir', str(out_dir))}/workload-{label}.lua"
-        put(script, render_lua(mix, int(self.s.get("seed", 1))))
         argv = command(
             self.s.get("binary", "wrk"),
             target,
@@ -189,6 +189,13 @@ class Wrk2Generator:
             int(self.s.get("threads", 2)),
             int(self.s.get("connections", 2)),
         )
+        return script, render_lua(mix, int(self.s.get("seed", 1))), argv
+
+    def run(self, target: str, mix: Mix, rate: float, duration_s: float, out_dir: Path, label: str) -> GeneratorReport:
+        runner: Runner = self.s.get("runner") or local_runner
+        put: Callable[[str, str], None] = self.s.get("put") or (lambda path, text: Path(path).write_text(text))
+        script, text, argv = self.plan(target, mix, rate, duration_s, out_dir, label)
+        put(script, text)
         text = runner(argv, duration_s + 120)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"wrk_{label}.log").write_text(f"$ {shlex.join(argv)}\n{text}")
