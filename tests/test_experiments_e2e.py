@@ -44,6 +44,7 @@ def tiny_suite(root: Path) -> None:
         "experiments": ["singleop", "hotel", "movie", "retwis", "overhead", "switching"],
         "scale": {"rate": 0.2},
         "measure": {"retries": 0},
+        "data_files": {"halfmoon_movie_data": "workloads/standin/data/movie_data.json"},
     }
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
