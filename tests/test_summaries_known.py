@@ -109,6 +109,25 @@ def test_trace_parser_and_switching_rows(tmp_path):
     assert next(r for r in rows if r["kind"] == "transition")["time_s"] == pytest.approx(0.2)
 
 
+def test_a_transition_continued_by_later_cycles_or_still_open_at_the_end(tmp_path):
+    # The client prints BEGIN at every cycle change that finds calls still transitional.
+    (tmp_path / "trace.txt").write_text(
+        "500000: BEGIN TRANSITION\n1000000: BEGIN TRANSITION\n1200000: END TRANSITION\n"
+        "1500000: BEGIN TRANSITION\n10: 1.00ms READLOG\n600000: 2.00ms TRANSITIONAL\n"
+    )
+    requests, transitions = parse_trace(tmp_path / "trace.txt")
+    assert [r["mode"] for r in requests] == ["READLOG", "TRANSITIONAL"]
+    assert transitions == [
+        {"begin_us": 500_000, "end_us": 1_200_000, "duration_ms": 700.0},
+        {"begin_us": 1_500_000, "end_us": None, "duration_ms": None},
+    ]
+    rows = point_switching(tmp_path, SUMMARY, {"concurrency": 16})
+    df = pl.DataFrame([{**r, "concurrency": 16} for r in rows if r["kind"] == "request" or r["duration_ms"] is None])
+    from benchpipe.plots.timeline import timeline
+
+    assert timeline(df, {"title": "t"}).to_dict()  # no transition ended: still drawn
+
+
 def test_bad_trace_line_is_named(tmp_path):
     (tmp_path / "trace.txt").write_text("1000: 5ms read\n1001: garbage\n")
     with pytest.raises(RawDataError, match=r"trace.txt: line 2"):

@@ -220,7 +220,9 @@ class ClosedLoopGenerator:
 
 def parse_trace(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(requests, transitions) from a trace: requests {time_us, latency_ms, mode}; transitions {begin_us,
-    end_us, duration_ms}. A malformed line raises ValueError naming the file and the line."""
+    end_us, duration_ms}. A BEGIN while a transition is open continues it (the client prints one at
+    every cycle change that finds calls still transitional); one still open when the trace ends has
+    end_us and duration_ms None. A malformed line raises ValueError naming the file and the line."""
     requests, transitions = [], []
     begin = None
     for i, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -230,7 +232,7 @@ def parse_trace(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
             ts_text, rest = line.split(": ", 1)
             ts = int(ts_text)
             if rest == "BEGIN TRANSITION":
-                begin = ts
+                begin = ts if begin is None else begin
             elif rest == "END TRANSITION":
                 if begin is None:
                     raise ValueError("END TRANSITION without BEGIN")
@@ -243,4 +245,6 @@ def parse_trace(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
                 requests.append({"time_us": ts, "latency_ms": float(lat[:-2]), "mode": mode})
         except ValueError as e:
             raise ValueError(f"{path}: line {i}: {e} ({line[:60]!r})") from None
+    if begin is not None:
+        transitions.append({"begin_us": begin, "end_us": None, "duration_ms": None})
     return requests, transitions

@@ -82,6 +82,15 @@ def _suffix(value: Any, prefix: str, what: str) -> int:
     return int(m.group(1))
 
 
+def _fields(p: dict[str, Any], numbers: tuple[str, ...] = (), strings: tuple[str, ...] = ()) -> None:
+    """The real handlers' type assertions: a missing or mistyped field fails the call."""
+    for key in numbers:
+        _number(p, key)
+    for key in strings:
+        if not isinstance(p[key], str):
+            raise TypeError(f"{key}: expected a JSON string, got {p[key]!r}")
+
+
 def _number(p: dict[str, Any], key: str) -> float:
     v = p[key]
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -117,7 +126,7 @@ class Hotel(App):
         return rng.sample(ids, self.NEARBY)
 
     def fn_search(self, p: dict[str, Any], rng: random.Random) -> Output:
-        _number(p, "Lat"), _number(p, "Lon"), str(p["InDate"]), str(p["OutDate"])
+        _fields(p, numbers=("Lat", "Lon"), strings=("InDate", "OutDate"))
         hotels = self._nearby("search", rng)  # 1 read
         rates = [json.loads(self.store.read("search", f"rate:{h}") or b"{}") for h in hotels]  # 5 reads
         profiles = [json.loads(self.store.read("search", f"profile:{h}") or b"{}") for h in hotels]  # 5 reads
@@ -126,7 +135,7 @@ class Hotel(App):
     def fn_recommend(self, p: dict[str, Any], rng: random.Random) -> Output:
         if p["Require"] not in ("dis", "rate", "price"):
             raise ValueError(f"Require: expected dis, rate or price, got {p['Require']!r}")
-        _number(p, "Lat"), _number(p, "Lon")
+        _fields(p, numbers=("Lat", "Lon"))
         ids = json.loads(self.store.read("recommend", "recommend:index") or b"[]")  # 1 read
         best = rng.sample(ids, self.NEARBY)
         profiles = [json.loads(self.store.read("recommend", f"profile:{h}") or b"{}") for h in best]  # 5 reads
@@ -166,9 +175,8 @@ class Movie(App):
     def fn_compose(self, p: dict[str, Any], rng: random.Random) -> Output:
         st = self.store
         u = _suffix(p["Username"], "username_", "Username")
-        str(p["Password"])
-        rating = _number(p, "Rating")
-        text = str(p["Text"])
+        _fields(p, numbers=("Rating",), strings=("Password", "Title", "Text"))
+        rating, text = p["Rating"], p["Text"]
         m = zlib.crc32(str(p["Title"]).encode()) % self.MOVIES  # the title's movie (MovieId's lookup)
         review = f"r{time.time_ns()}-{rng.getrandbits(32)}"
         st.write("Compose", f"review-id:{review}", _j(review))  # UniqueId
