@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from benchpipe.experiment import Experiment, Point
+from benchpipe.generators.templates import data_file_refs, resolve_data_files
 from benchpipe.targets import deployer_for, refuse_unsupported
 
 
@@ -45,6 +46,11 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
     for p, v in point.params.items():
         if exp.param_meta(p).get("role") == "concurrency":
             generator["settings"]["concurrency"] = v
+    # Files the run configuration supplies (config data_files), named by the mix: resolved here so the
+    # point's hash changes with them, and listed for the stack's data step (copied to the client).
+    mix = exp.mix(point.params)
+    refs = sorted({ref for m in mix for ref in data_file_refs(m.get("vars"))})
+    mix = resolve_data_files(mix, config.get("data_files") or {}, f"{exp.source}: workload")
     spec = {
         "experiment": exp.name,
         "suite": exp.suite,
@@ -59,7 +65,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "machines": exp.machines(base["cluster"]),
         "workload": {
             "path": wl["path"],
-            "mix": exp.mix(point.params),
+            "mix": mix,
             "warmup_s": base.get("workload", {}).get("warmup_s", wl["warmup_s"]),
             "measure_s": base.get("workload", {}).get("measure_s", wl["measure_s"]),
             "pause_s": wl["pause_s"],
@@ -78,5 +84,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "target": config["target"],
         "summary_metrics": exp.data["summary"]["metrics"],
     }
+    if refs:  # only where used: other experiments' hashes (and finished points) stay as they were
+        spec["workload"]["data_files"] = {ref: config["data_files"][ref] for ref in refs}
     spec["config_hash"] = canonical_hash(spec)
     return spec

@@ -250,10 +250,10 @@ def test_wrk2_runs_from_the_client_with_the_artifacts_command(tmp_path):
     line = " ".join(argv)  # as the client's shell gets it (remote.run)
     argv = line.split()
     # maestro wkld: docker run --network=host wrk2:antipode /wrk2/wrk --connections 4 --duration 300s
-    # --threads 2 --rate <r> --latency --script compose-post.lua <HOST_EU>
+    # --threads 2 --rate <r> --latency --script compose-post.lua <HOST_EU>  (-d 300: wrk reads bare numbers as seconds)
     assert line.startswith("docker run --rm --network=host ") and " wrk2:antipode /wrk2/wrk " in line
     flags = {a: argv[i + 1] for i, a in enumerate(argv) if a in ("-t", "-c", "-d", "-s", "-R")}
-    assert flags["-c"] == "4" and flags["-t"] == "2" and flags["-d"] == "300s" and flags["-R"] == "125"
+    assert flags["-c"] == "4" and flags["-t"] == "2" and flags["-d"] == "300" and flags["-R"] == "125"
     assert "-L" in argv and flags["-s"] == "/tmp/benchpipe/run/p/workload-measure.lua"
     assert target in argv
     # The script wrk2 reads is the one written into the point's folder, mounted at the same path.
