@@ -44,18 +44,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fill_text(text: str, values: dict[str, str], where: str) -> str:
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name in values:
-            return values[name]
-        if name in RUNTIME:
-            return m.group(0)
-        known = ", ".join(sorted(set(values) | RUNTIME))
-        raise ConfigError(
-            f"{where}: unknown variable {{{name}}}; expected one of {known} (stack.vars, baselines.*.vars)"
-        )
-
-    return VAR.sub(sub, text)
+    out = VAR.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+    for name in VAR.findall(out):
+        if name not in RUNTIME:
+            known = ", ".join(sorted(n for n, v in values.items() if not VAR.search(v)))
+            raise ConfigError(
+                f"{where}: unknown variable {{{name}}}; expected one of {known} (stack.vars, baselines.*.vars)"
+            )
+    return out
 
 
 def fill(data: Any, values: dict[str, str], where: str) -> Any:
@@ -84,10 +80,7 @@ def resolve_vars(raw: dict[str, Any], where: str) -> dict[str, str]:
                 values[k], changed = new, True
         if not changed:
             break
-    for k, v in values.items():
-        for name in VAR.findall(v):
-            if name not in RUNTIME:
-                raise ConfigError(f"{where}.{k}: variable {{{name}}} is unknown or refers back to {k}")
+    # A variable left unresolved (it names an unknown one, or itself) is an error where it is used.
     return values
 
 
