@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
+from benchpipe import stackspec
 from benchpipe.experiment import Experiment, Point
-from benchpipe.stackspec import resolve_data_files, resolve_stack
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def canonical_hash(data: Any) -> str:
@@ -35,7 +32,7 @@ def _deployer_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[str, Any]:
     base = exp.baseline(point.baseline)
-    stack = resolve_stack(exp.data, point.baseline, exp.source)
+    stack = stackspec.resolve_stack(exp.data, point.baseline, exp.source)
     wl = exp.data["workload"]
     env: dict[str, str] = {k: str(v) for k, v in {**exp.data["stack"].get("env", {}), **base.get("env", {})}.items()}
     for p, v in point.params.items():
@@ -88,7 +85,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             "registry": stack["registry"],
             "host_files": stack["host_files"],
             "wipes": stack["wipes"],
-            "data": resolve_data_files(stack["data"], config.get("data_files") or {}, REPO),
+            "data": stackspec.resolve_data_files(stack["data"], config.get("data_files") or {}, stackspec.REPO),
             "ready": stack["ready"],
         },
         "env": env,
