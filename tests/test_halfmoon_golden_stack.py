@@ -393,6 +393,8 @@ def test_golden_stack(exp_name, point, fakes, tmp_path):
             "constraints": ["node.labels.engine_node == true"],
             "max_replicas_per_node": 1,
         }
+    # Swarm's default restart policy applies to every upstream service (section 2.1).
+    assert {n: s["deploy"]["restart_policy"] for n, s in compose.items()} == {n: {"condition": "any"} for n in compose}
     # Every service's command line is recorded for the manifest.
     assert deployed["commands"] == {n: cmdline(s) for n, s in compose.items()}
 
@@ -665,3 +667,32 @@ def test_the_stack_of_a_baseline_is_configuration_not_code():
     sw = resolve_stack(EXPERIMENTS["switching"].data, "halfmoon", EXPERIMENTS["switching"].source)
     assert cmdline(sw["services"]["boki-engine"]) == ENGINE_HM
     assert [e["funcName"] for e in sw["registry"]] == ["rw", "prewarm"]
+
+
+def test_restarts_are_tolerated_while_the_stack_starts_and_fail_the_point_after(monkeypatch, gateway_404):
+    """The artifact's launchers and components restart until ZooKeeper's gate and the engines are up;
+    once the stack is ready, a failed task fails the point (it is not hidden by its restart)."""
+    failed = ["t1 bp_boki-engine.1 Failed 5 seconds ago task: non-zero exit (1)"]
+
+    def run(host: Host, command: str, timeout_s: float = 300, hide: bool = True) -> str:
+        if command.startswith("docker service ls"):
+            return "bp_boki-gateway 1/1\nbp_boki-engine 8/8\n"
+        if command.startswith("docker stack ps"):
+            return "\n".join(failed) + "\n"
+        return ""
+
+    monkeypatch.setattr(remote, "run", run)
+    d = SwarmDeployer({"probe_from": "controller"})
+    stack = probe_stack(gateway_404, [404])
+    stack.restarts = {"boki-gateway": "any", "boki-engine": "any"}
+    d.wait_ready(stack, timeout_s=5)
+    assert stack.tolerated == ["t1"]
+    d.check_healthy(stack)  # the failure before ready is history
+    failed.append("t2 bp_boki-engine.3 Failed 1 second ago task: non-zero exit (139)")
+    with pytest.raises(StackError, match=r"task\(s\) failed: bp_boki-engine.3 Failed"):
+        d.check_healthy(stack)
+    # A service that does not restart fails the point at once, also while the stack starts.
+    stack = probe_stack(gateway_404, [200])
+    stack.restarts = {"boki-gateway": "none", "boki-engine": "none"}
+    with pytest.raises(StackError, match=r"bp_boki-engine\.1 Failed"):
+        d.wait_ready(stack, timeout_s=5)

@@ -48,6 +48,8 @@ class SwarmStack:
     ready_command: str = ""  # run on the manager; the stack is ready only once it succeeds
     dynamodb: dict[str, Any] = field(default_factory=dict)  # where the tables are (region, endpoint_url)
     deployed: dict[str, Any] = field(default_factory=dict)  # what ran: for the point's manifest
+    restarts: dict[str, str] = field(default_factory=dict)  # service -> its restart condition
+    tolerated: list[str] = field(default_factory=list)  # tasks that failed (and restarted) before ready
 
 
 class SwarmDeployer:
@@ -109,6 +111,7 @@ class SwarmDeployer:
             "wipes": wipes,
             "data": data,
             "images": sorted({svc["image"] for svc in services.values()}),
+            "restarts": {n: svc.get("restart", "none") for n, svc in services.items()},
             "machines": sorted(hosts),
         }
 
@@ -204,6 +207,7 @@ class SwarmDeployer:
             ready_command=rendered.get("ready_command", ""),
             dynamodb=dynamodb,
             deployed=deployed,
+            restarts=dict(rendered.get("restarts", {})),
         )
 
     # --- before the stack: data step, wipes, host files ---------------------------------------
@@ -385,8 +389,28 @@ class SwarmDeployer:
         """Where the load generator runs (the client machine) and the gateway it targets from there."""
         return {"client": self.client(stack), "target": stack.internal_endpoint, "work_dir": stack.point_dir}
 
-    def check_healthy(self, stack: SwarmStack) -> None:
-        bad = [t for t in self._tasks(self._manager(stack), stack.stack) if " Failed" in t or " Rejected" in t]
+    def _failed(self, stack: SwarmStack) -> list[tuple[str, str]]:
+        """(task id, line) of the stack's failed or rejected tasks, history included."""
+        out = remote.run(
+            self._manager(stack),
+            f"docker stack ps {shlex.quote(stack.stack)} --no-trunc"
+            " --format '{{.ID}} {{.Name}} {{.CurrentState}} {{.Error}}' 2>/dev/null || true",
+        )
+        lines = [line.split(" ", 1) for line in out.splitlines() if " Failed" in line or " Rejected" in line]
+        return [(parts[0], parts[1] if len(parts) > 1 else "") for parts in lines]
+
+    def check_healthy(self, stack: SwarmStack, starting: bool = False) -> None:
+        """A failed task fails the point, except, while the stack starts, one of a service that
+        restarts (restart: any | on-failure: the artifact's components retry until ZooKeeper's start
+        gate opens and the engine is up); the failures seen until ready are recorded and tolerated."""
+        bad = []
+        for tid, line in self._failed(stack):
+            if tid in stack.tolerated:
+                continue
+            service = line.split(".", 1)[0].removeprefix(f"{stack.stack}_")
+            if starting and stack.restarts.get(service, "none") != "none":
+                continue
+            bad.append(line)
         if bad:
             raise StackError(f"stack {stack.stack}: task(s) failed: " + "; ".join(bad[:5]))
 
@@ -396,8 +420,9 @@ class SwarmDeployer:
         delay = 0.2
         while True:
             if self._ready(stack):
+                stack.tolerated = [tid for tid, _ in self._failed(stack)]
                 return
-            self.check_healthy(stack)
+            self.check_healthy(stack, starting=True)
             if time.monotonic() > deadline:
                 tasks = "; ".join(self._tasks(self._manager(stack), stack.stack)[:8])
                 want = "/".join(map(str, stack.ready_status))
