@@ -424,7 +424,10 @@ class SwarmDeployer:
                 return
             self.check_healthy(stack, starting=True)
             if time.monotonic() > deadline:
-                tasks = "; ".join(self._tasks(self._manager(stack), stack.stack)[:8])
+                # Restarting services' failures first: a component that refuses its command line
+                # restarts until this deadline, and its error is the explanation.
+                failed = [line for _, line in self._failed(stack)]
+                tasks = "; ".join((failed or self._tasks(self._manager(stack), stack.stack))[:8])
                 want = "/".join(map(str, stack.ready_status))
                 extra = f", `{stack.ready_command}` on the manager succeeding" if stack.ready_command else ""
                 raise StackError(
