@@ -87,6 +87,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             "wipes": stack["wipes"],
             "data": stackspec.resolve_data_files(stack["data"], config.get("data_files") or {}, stackspec.REPO),
             "ready": stack["ready"],
+            "after_ready": stack["after_ready"],
         },
         "env": env,
         "deployer": _deployer_config(config),

@@ -185,6 +185,7 @@ def resolve_stack(data: dict[str, Any], baseline: str, source: str) -> dict[str,
         "tables": tables,
         "data": data_step,
         "ready": dict(stack.get("ready", {})),
+        "after_ready": [dict(a) for a in stack.get("after_ready", [])],
         "vars": values,
     }
 

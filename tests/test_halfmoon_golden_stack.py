@@ -472,6 +472,12 @@ def test_golden_stack(exp_name, point, fakes, tmp_path):
     order = [c for _m, kind, c in hosts.calls if kind == "run"]
     assert order.index(client_runs[-1]) < order.index(deploy_cmds[0])
 
+    # Once ready (section 6 step 13): 4096 cpu shares for the engine containers, on the engines.
+    (step,) = rendered["after_ready"]
+    assert sorted(step["machines"]) == engines
+    assert "{stack}_boki-engine" in step["run"] and "echo 4096 | $S tee" in step["run"]
+    assert "/sys/fs/cgroup/cpu,cpuacct/docker/$c/cpu.shares" in step["run"]
+
     # Readiness (section 3): the gateway's 404 outside its paths, and the start gate open.
     assert (stack.ready_path, stack.ready_status) == ("/", [404])
     assert "/faas/cmd/start" in stack.ready_command
@@ -571,6 +577,7 @@ def test_the_manifest_records_what_the_stack_ran(fakes, tmp_path):
     assert "docker stack deploy" in ran["deploy_command"]
     assert yaml.safe_load(ran["compose"])["services"]["boki-gateway"]["volumes"][1] == "/tmp/p:/tmp/store"
     assert ran["data"][-1].endswith("./singleop/init populate")
+    assert {"kernel_cmdline", "kernel_version"} <= set(ran)  # section 6 step 14
 
 
 # --- readiness ---------------------------------------------------------------------------------
@@ -612,7 +619,10 @@ def test_ready_when_the_gateway_answers_404_and_every_replica_runs(monkeypatch, 
 
     monkeypatch.setattr(remote, "run", run)
     d = SwarmDeployer({"probe_from": "controller"})
-    d.wait_ready(probe_stack(gateway_404, [404], "zkCli.sh stat /faas/cmd/start"), timeout_s=5)
+    ready = probe_stack(gateway_404, [404], "zkCli.sh stat /faas/cmd/start")
+    ready.after_ready = [{"machines": ["m"], "run": "echo shares for {stack}_boki-engine"}]
+    d.wait_ready(ready, timeout_s=5)
+    assert ready.deployed["after_ready"][0]["command"] == "echo shares for bp_boki-engine"
     # A gateway that answers 404 is not ready for a probe that wants 200 (the stand-in's health path).
     with pytest.raises(StackError, match="answering 200"):
         d.wait_ready(probe_stack(gateway_404, [200]), timeout_s=0.5)

@@ -50,6 +50,7 @@ class SwarmStack:
     deployed: dict[str, Any] = field(default_factory=dict)  # what ran: for the point's manifest
     restarts: dict[str, str] = field(default_factory=dict)  # service -> its restart condition
     tolerated: list[str] = field(default_factory=list)  # tasks that failed (and restarted) before ready
+    after_ready: list[dict[str, Any]] = field(default_factory=list)  # host steps once ready (stack.after_ready)
 
 
 class SwarmDeployer:
@@ -86,6 +87,7 @@ class SwarmDeployer:
             for hf in deployment.get("host_files", [])
         ]
         wipes = [{**w, "machines": self._select(cluster, w["hosts"])} for w in deployment.get("wipes", [])]
+        after_ready = [{**a, "machines": self._select(cluster, a["hosts"])} for a in deployment.get("after_ready", [])]
         data = deployment.get("data")
         if data:
             if not region:
@@ -109,6 +111,7 @@ class SwarmDeployer:
             "registry": registry,
             "host_files": host_files,
             "wipes": wipes,
+            "after_ready": after_ready,
             "data": data,
             "images": sorted({svc["image"] for svc in services.values()}),
             "restarts": {n: svc.get("restart", "none") for n, svc in services.items()},
@@ -208,6 +211,7 @@ class SwarmDeployer:
             dynamodb=dynamodb,
             deployed=deployed,
             restarts=dict(rendered.get("restarts", {})),
+            after_ready=list(rendered.get("after_ready", [])),
         )
 
     # --- before the stack: data step, wipes, host files ---------------------------------------
@@ -421,6 +425,7 @@ class SwarmDeployer:
         while True:
             if self._ready(stack):
                 stack.tolerated = [tid for tid, _ in self._failed(stack)]
+                self._after_ready(stack)
                 return
             self.check_healthy(stack, starting=True)
             if time.monotonic() > deadline:
@@ -436,6 +441,15 @@ class SwarmDeployer:
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 3.0)
+
+    def _after_ready(self, stack: SwarmStack) -> None:
+        """The experiment's host steps once the stack is ready (the artifact's engine cpu.shares)."""
+        done = []
+        for step in stack.after_ready:
+            cmd = step["run"].replace("{stack}", stack.stack)
+            out = {h.name: remote.run(h, SUDO + cmd).strip() for h in self._hosts(stack.cluster, step["machines"])}
+            done.append({"machines": step["machines"], "command": cmd, "output": out})
+        stack.deployed["after_ready"] = done
 
     def _completed(self, stack: SwarmStack) -> int:
         """Calls completed so far: lines of async_results on the gateway's host."""
@@ -470,7 +484,12 @@ class SwarmDeployer:
                 self._manager(stack), f"docker image inspect --format '{{{{.Id}}}}' {q} || true"
             ).strip()
         write_json_atomic(dest / "images.json", ids)
-        write_json_atomic(dest / "stack.json", stack.deployed)
+        # The manager's kernel, as the artifact records it (kernel_cmdline, kernel_version).
+        kernel = remote.run(self._manager(stack), "cat /proc/cmdline; uname -a").strip().split("\n")
+        write_json_atomic(
+            dest / "stack.json",
+            {**stack.deployed, "kernel_cmdline": kernel[0], "kernel_version": kernel[-1] if len(kernel) > 1 else ""},
+        )
         return [out]
 
     def collect_logs(self, stack: SwarmStack, dest: Path) -> None:
