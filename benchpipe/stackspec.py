@@ -126,8 +126,6 @@ def resolve_stack(data: dict[str, Any], baseline: str, source: str) -> dict[str,
     # The baseline's own services (its system's infrastructure) first, then the experiment's.
     for name in [n for n in own if n not in stack.get("services", {})] + list(stack.get("services", {})):
         svc = deep_merge(stack.get("services", {}).get(name) or {}, own.get(name) or {})
-        if name in own and own[name] is None:
-            continue  # a baseline leaves out a service of the experiment
         if svc.get("function"):
             svc = deep_merge(defaults, svc)
             fn = svc["function"]
