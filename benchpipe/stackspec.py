@@ -189,8 +189,11 @@ def resolve_stack(data: dict[str, Any], baseline: str, source: str) -> dict[str,
 
 
 def point_env_names(data: dict[str, Any]) -> set[str]:
-    """Every variable a point of the experiment can set in the stack's environment."""
-    names = set(data.get("stack", {}).get("env", {})) | {"TABLE_PREFIX", "AWS_REGION"}
+    """Every variable a point of the experiment can set in the stack's environment, and those the
+    function defaults name (LoggingMode, in an experiment cut down to baselines without it)."""
+    stack = data.get("stack", {})
+    names = set(stack.get("env", {})) | {"TABLE_PREFIX", "AWS_REGION"}
+    names |= set((stack.get("function_defaults") or {}).get("point_env") or [])
     for b in data["baselines"].values():
         names |= set(b.get("env", {}))
     for meta in data.get("parameters", {}).values():

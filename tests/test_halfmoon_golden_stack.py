@@ -706,3 +706,10 @@ def test_restarts_are_tolerated_while_the_stack_starts_and_fail_the_point_after(
     stack.restarts = {"boki-gateway": "none", "boki-engine": "none"}
     with pytest.raises(StackError, match=r"bp_boki-engine\.1 Failed"):
         d.wait_ready(stack, timeout_s=5)
+
+
+def test_an_experiment_cut_down_to_the_unsafe_baseline_still_loads(tmp_path):
+    """LoggingMode is set by no point then; the function defaults name it, so it is not a typo."""
+    cut = {"boki": None, "halfmoon-read": None, "halfmoon-write": None}
+    exp = load_experiment(_hotel(tmp_path, lambda d: d.setdefault("baselines", {}).update(cut)))
+    assert exp.baselines == ["unsafe"]
