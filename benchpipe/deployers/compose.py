@@ -20,6 +20,10 @@ from benchpipe.model import Cluster
 def _placement(name: str, svc: dict[str, Any], shape: Cluster) -> dict[str, Any]:
     place = svc.get("placement") or {}
     deploy: dict[str, Any] = {"replicas": int(svc.get("replicas", 1))}
+    if "label" in place and "replicas" not in svc:
+        # One per machine carrying the label: 8 engines on the paper's cluster, 1 on a one-node bed.
+        label = place["label"]
+        deploy["replicas"] = sum(1 for h in shape.hosts if any(lab.split("=")[0] == label for lab in h.labels))
     if "hostname" in place:
         names = {h.name for h in shape.hosts}
         if place["hostname"] not in names:
@@ -47,9 +51,12 @@ def _placement(name: str, svc: dict[str, Any], shape: Cluster) -> dict[str, Any]
 
 
 def _restart_policy(svc: dict[str, Any]) -> dict[str, Any]:
-    """By default none: a crash fails the point, it is not hidden by a restart. An experiment may
-    name the policy a system's own deployment relies on (`restart: {condition, delay, max_attempts}`)."""
-    return {"condition": "none", **(svc.get("restart") or {})}
+    """By default none: a crash fails the point, it is not hidden by a restart. A system whose
+    components retry by restarting until their peers are up says so (`restart: any`, or
+    `{condition, delay, max_attempts}` as its own deployment has it); the deployer still fails the
+    point on any task that fails once the stack is ready."""
+    restart = svc.get("restart") or "none"
+    return {"condition": restart} if isinstance(restart, str) else {"condition": "none", **restart}
 
 
 def _point_env(svc: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
@@ -102,11 +109,18 @@ def render_compose(
     for name, svc in services.items():
         environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **_point_env(svc, env)}
         if svc.get("needs_aws_env"):
+            if not region:
+                raise ConfigError(
+                    f"deployer.settings.region: expected the AWS region for services.{name} (needs_aws_env), "
+                    "or provider.settings.region; got none"
+                )
             environment["AWS_REGION"] = region
         volumes: list[Any] = [m.replace("{point_dir}", point_dir) for m in svc.get("mounts", [])]
         if svc.get("mount_certs"):
             volumes.append("/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt")
         entry: dict[str, Any] = {"image": svc["image"], "deploy": _placement(name, svc, shape)}
+        if svc.get("hostname"):
+            entry["hostname"] = svc["hostname"]
         if svc.get("command"):
             entry["command"] = list(svc["command"])
         if svc.get("entrypoint"):
