@@ -68,6 +68,9 @@ def test_dry_run_prices_the_paper_evaluation_without_contacting_aws(tmp_path):
     assert job_counts(text)["run"] == 59
     assert "total: 59 point(s) to run, 0 done" in text
     assert "instance-hours" in text and "$" in text and "vCPU" in text
+    # The movie points need the artifact's data file, which the aws profile leaves to the user: the
+    # plan still counts them and says (once) where a run would stop.
+    assert text.count("plan: a run would stop here: config: data_files.halfmoon_movie_data") == 1
     assert not (tmp_path / "results-aws").exists()
 
 
