@@ -22,9 +22,6 @@ from benchpipe.errors import ConfigError
 
 VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 RUNTIME = {"point_dir", "table_prefix"}  # filled by the deployer when the point starts
-# Also left as they are: the experiment's parameters ({region_pair} in a placement), which the
-# deployer fills per point (benchpipe.deployers.compose.for_point).
-_later: set[str] = set(RUNTIME)
 DEFAULT_MODE = "0644"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,7 +46,8 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def _fill_text(text: str, values: dict[str, str], where: str) -> str:
     out = VAR.sub(lambda m: values.get(m.group(1), m.group(0)), text)
     for name in VAR.findall(out):
-        if name not in _later:
+        # A parameter of the experiment stands for itself here: the deployer fills it per point.
+        if name not in RUNTIME and values.get(name) != f"{{{name}}}":
             known = ", ".join(sorted(n for n, v in values.items() if not VAR.search(v)))
             raise ConfigError(
                 f"{where}: unknown variable {{{name}}}; expected one of {known} (stack.vars, baselines.*.vars)"
@@ -123,8 +121,10 @@ def resolve_stack(data: dict[str, Any], baseline: str, source: str) -> dict[str,
     where = f"{source}: baselines.{baseline}"
     values = resolve_vars({**stack.get("vars", {}), **base.get("vars", {})}, f"{source}: stack.vars")
     values.setdefault("app", data["app"])
-    _later.clear()
-    _later.update(RUNTIME | set(data.get("parameters") or {}) | set(data.get("sweep") or {}))
+    # The experiment's parameters ({region_pair} in a placement) stay for the deployer, which knows
+    # the point's values (benchpipe.deployers.compose.for_point).
+    for p in {*(data.get("parameters") or {}), *(data.get("sweep") or {})}:
+        values.setdefault(p, f"{{{p}}}")
     defaults = stack.get("function_defaults", {})
     services: dict[str, Any] = {}
     own = base.get("services", {})
