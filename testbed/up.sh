@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The local test bed for the SSH/Swarm path, all on loopback: dockerd (if not running) with a
 # single-node swarm, sshd on 127.0.0.1:2222 and 127.0.0.2:2222 (two "hosts") with a key made here,
-# the stand-in image and the contract images (workloads/halfmoon-contract). Writes the addresses and key to $STATE/env; testbed/down.sh stops exactly
-# what this started.
+# the stand-in image and the contract images (workloads/halfmoon-contract). Writes the addresses and
+# key to $STATE/env; testbed/down.sh stops exactly what this started.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${BENCHPIPE_TESTBED:-/tmp/benchpipe-testbed}
