@@ -325,9 +325,16 @@ def test_zookeeper_semantics_and_the_zk_setup_session(zk_server, monkeypatch, ca
     assert not client.call("exists", components.START)["exists"]
     assert zkcli.main(["-server", hostport, "create", "/faas/cmd/start"]) == 0
     assert client.call("exists", components.START)["exists"]
+    capsys.readouterr()
+    # The readiness command of the rendered stack: `zkCli.sh ... stat /faas/cmd/start | grep -q ctime`.
+    zkcli.main(["-server", hostport, "stat", components.START])
+    assert "ctime = " in capsys.readouterr().out
     assert client.call("delete", "/faas")["err"] == "NotEmpty"
     zkcli.main(["-server", hostport, "deleteall", "/faas"])
-    assert client.call("ls", "/")["children"] == []
+    zkcli.main(["-server", hostport, "stat", components.START])
+    assert "ctime" not in capsys.readouterr().out
+    zkcli.main(["-server", hostport, "ls", "/"])  # zk_setup.sh waits until the root lists zookeeper
+    assert capsys.readouterr().out.strip().endswith("[zookeeper]")
 
 
 # --- the gateway's HTTP surface ---------------------------------------------------------------------

@@ -116,16 +116,19 @@ class Calls:
     def run(self, fn: str, body: Any, recv: int) -> dict[str, Any]:
         self.seq += 1
         call_id = f"{os.getpid():x}-{self.seq:x}"
-        dispatch = now_us()
         launcher = self.launcher(fn)
         if launcher is None:
+            dispatch = now_us()
             out, ok = {"error": f"no engine has a launcher for {fn}"}, False
         else:
-            binary = launcher["binary"]
-            kind, params = request_kind(launcher["app"], binary, body)  # Panic propagates
+            kind, params = request_kind(launcher["app"], launcher["binary"], body)  # Panic propagates
+            dispatch = 0
             try:
-                out, ok = self.app_for(launcher).call(kind, params, random.Random(self.seq)), True
+                app = self.app_for(launcher)  # the first call waits for the state to be populated
+                dispatch = now_us()
+                out, ok = app.call(kind, params, random.Random(self.seq)), True
             except Exception as e:
+                dispatch = dispatch or now_us()
                 out, ok = {"error": f"{e.__class__.__name__}: {e}"}, False
         return {
             "callId": call_id,

@@ -19,8 +19,19 @@ from typing import Any
 
 class Tree:
     def __init__(self) -> None:
-        self.nodes: dict[str, str] = {"/": ""}
+        # The root lists /zookeeper, as a real server's does (zk_setup.sh waits for it).
+        self.nodes: dict[str, str] = {"/": "", "/zookeeper": ""}
+        self.stats: dict[str, dict[str, int]] = {}
+        self.zxid = 0
         self.lock = threading.Lock()
+
+    def _touch(self, path: str, created: bool) -> None:
+        self.zxid += 1
+        now = int(time.time() * 1000)
+        st = self.stats.setdefault(path, {"cZxid": self.zxid, "ctime": now})
+        if created:
+            st.update(cZxid=self.zxid, ctime=now)
+        st.update(mZxid=self.zxid, mtime=now)
 
     @staticmethod
     def _parent(path: str) -> str:
@@ -41,7 +52,13 @@ class Tree:
                 if self._parent(path) not in self.nodes:
                     return {"err": "NoNode", "path": self._parent(path)}
                 self.nodes[path] = str(req.get("data") or "")
+                self._touch(path, created=True)
                 return {"ok": True}
+            if op == "stat":
+                if path not in self.nodes:
+                    return {"err": "NoNode", "path": path}
+                st = self.stats.get(path, {"cZxid": 0, "ctime": 0, "mZxid": 0, "mtime": 0})
+                return {"ok": True, "stat": {**st, "numChildren": len(self._children(path))}}
             if op == "get":
                 return {"ok": True, "data": self.nodes[path]} if path in self.nodes else {"err": "NoNode", "path": path}
             if op == "exists":
@@ -52,6 +69,7 @@ class Tree:
                 if path not in self.nodes:
                     return {"err": "NoNode", "path": path}
                 self.nodes[path] = str(req.get("data") or "")
+                self._touch(path, created=False)
                 return {"ok": True}
             if op == "delete":
                 if path not in self.nodes:

@@ -1,12 +1,14 @@
 """zkCli.sh, as zk_setup.sh calls it: `zkCli.sh -server HOST:PORT [command args...]`, or the commands
 one per line on stdin (a here-document) until `quit`. Commands: create PATH [DATA], delete PATH,
-deleteall PATH, get PATH, ls PATH, quit. Like the real client, a failed command prints the error
-and the session goes on; the exit status is 0 unless the server cannot be reached."""
+deleteall PATH, get PATH, ls PATH, stat PATH (prints ctime = ..., as the real one), quit. Like the
+real client, a failed command prints the error and the session goes on; the exit status is 0 unless
+the server cannot be reached."""
 
 from __future__ import annotations
 
 import shlex
 import sys
+import time
 
 from hmcontract.zk import Client
 
@@ -20,7 +22,7 @@ def run_command(client: Client, words: list[str]) -> bool:
     cmd, args = words[0], words[1:]
     if cmd == "quit":
         return False
-    if cmd not in ("create", "delete", "deleteall", "get", "ls") or not args:
+    if cmd not in ("create", "delete", "deleteall", "get", "ls", "stat") or not args:
         print(f"ZooKeeper -server host:port cmd args: unknown or incomplete command {' '.join(words)}")
         return True
     path = args[0]
@@ -32,6 +34,14 @@ def run_command(client: Client, words: list[str]) -> bool:
         print(f"Created {path}")
     elif cmd == "get":
         print(r.get("data") or "null")
+    elif cmd == "stat":
+        st = r["stat"]
+        for key in ("cZxid", "ctime", "mZxid", "mtime"):
+            value = st[key]
+            if key.endswith("time"):
+                value = time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(value / 1000))
+            print(f"{key} = {value}")
+        print(f"numChildren = {st['numChildren']}")
     elif cmd == "ls":
         print("[" + ", ".join(r.get("children", [])) + "]")
     return True
