@@ -511,3 +511,25 @@ def test_image_refuses_a_bad_command_line_at_start():
     )
     assert proc.returncode == 2
     assert "Node ID not set!" in proc.stderr
+
+
+def test_host_network_stacks_reach_pinned_services_by_name():
+    """On the test bed's host network there is no service DNS: `zookeeper:2181` in the real command
+    lines resolves through /etc/hosts entries to the machine the service is pinned to."""
+    import yaml
+
+    from benchpipe.deployers.compose import render_compose
+    from benchpipe.model import Cluster, Host
+
+    hosts = [Host("vm", "127.0.0.1", "manager", ["engine_node=true"]), Host("client", "127.0.0.2", "client")]
+    shape = Cluster(name="t", provider="ssh", run_id="r", experiment="e", baseline="b", hosts=hosts, lock_key="k")
+    services = {
+        "zookeeper": {"image": "zookeeper:3.6.2", "hostname": "zookeeper", "placement": {"hostname": "vm"}},
+        "boki-gateway": {"image": "g", "hostname": "faas-gateway", "placement": {"hostname": "vm"}},
+        "boki-engine": {"image": "e", "hostname": "boki-engine-{{.Task.Slot}}", "placement": {"label": "engine_node"}},
+    }
+    on_host = yaml.safe_load(render_compose(services, shape, {}, host_network=True))["services"]
+    want = ["boki-gateway:127.0.0.1", "faas-gateway:127.0.0.1", "zookeeper:127.0.0.1"]
+    assert all(svc["extra_hosts"] == want for svc in on_host.values())
+    overlay = yaml.safe_load(render_compose(services, shape, {}, host_network=False))["services"]
+    assert not any("extra_hosts" in svc for svc in overlay.values())

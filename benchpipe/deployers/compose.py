@@ -46,6 +46,21 @@ def _placement(name: str, svc: dict[str, Any], shape: Cluster) -> dict[str, Any]
     return deploy
 
 
+def _pinned_names(services: dict[str, Any], shape: Cluster) -> list[str]:
+    """On the host network there is no service DNS: a service pinned to a machine is reached by its
+    name (zookeeper:2181) and hostname at that machine's address, as /etc/hosts entries."""
+    addresses = {h.name: h.private_address or h.address for h in shape.hosts}
+    out: dict[str, str] = {}
+    for name, svc in services.items():
+        address = addresses.get((svc.get("placement") or {}).get("hostname", ""))
+        if not address:
+            continue
+        for alias in (name, svc.get("hostname")):
+            if alias and "{" not in alias:
+                out[alias] = address
+    return [f"{alias}:{address}" for alias, address in sorted(out.items())]
+
+
 def render_compose(
     services: dict[str, Any],
     shape: Cluster,
@@ -58,6 +73,7 @@ def render_compose(
     if not services:
         raise ConfigError("the baseline has no services for the swarm deployer (baselines.<name>.services)")
     out: dict[str, Any] = {"version": "3.8", "services": {}}
+    extra_hosts = _pinned_names(services, shape) if host_network else []
     for name, svc in services.items():
         environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **env}
         if svc.get("needs_aws_env"):
@@ -78,6 +94,8 @@ def render_compose(
             entry["ports"] = list(svc["ports"])
         if host_network:
             entry["networks"] = ["hostnet"]
+            if extra_hosts:
+                entry["extra_hosts"] = extra_hosts
         out["services"][name] = entry
     if host_network:
         # Swarm services on the host's own network stack: traffic stays on the machine's addresses.
