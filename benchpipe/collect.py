@@ -159,6 +159,9 @@ def write_manifest(
         **facts,
         "fell_behind": bool(facts.get("generator", {}).get("fell_behind", False)),
         "images": json.loads((raw / "images.json").read_text()) if (raw / "images.json").exists() else {},
+        # What the stack ran (swarm): the compose file as deployed, each service's command line, the
+        # data step's commands, the host files and wipes, the tables.
+        "stack": json.loads((raw / "stack.json").read_text()) if (raw / "stack.json").exists() else None,
         "files": sorted(p.name for p in raw.iterdir()),
     }
     write_json_atomic(out, manifest)

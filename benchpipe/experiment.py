@@ -211,6 +211,10 @@ def _check(exp: Experiment, repetitions: int) -> None:
                     f"{src}: workload.mix: no entry's `when` matches point {p.baseline}/{p.name} "
                     f"(app {data['app']!r}); expected at least one request kind per point"
                 )
+    from benchpipe.stackspec import check_point_env, resolve_stack
+
+    for b in exp.baselines:
+        check_point_env(data, resolve_stack(data, b, src), f"{src}: baselines.{b}")
     for i, fig in enumerate(data["figures"]):
         if fig["kind"] in ("lines", "bars", "consistency_window") and ("panels" not in fig or "x" not in fig):
             raise ConfigError(f"{src}: figures[{i}]: expected keys x and panels for a {fig['kind']} figure")
@@ -228,6 +232,23 @@ def _check(exp: Experiment, repetitions: int) -> None:
                 raise ConfigError(f"{src}: sweep: point name {p.name!r} has characters not allowed in a folder name")
 
 
+def _baselines_from(raw: dict[str, Any], base: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Baselines given as `from: <another baseline>` plus what differs (switching's one Halfmoon
+    series is a copy of halfmoon-write), resolved against `base` (the extended file, or this one)."""
+    baselines = raw.get("baselines")
+    if not isinstance(baselines, dict):
+        return raw
+    out = dict(baselines)
+    for name, b in baselines.items():
+        if isinstance(b, dict) and "from" in b:
+            src = (base.get("baselines") or {}).get(b["from"])
+            if not isinstance(src, dict) or "from" in src:
+                known = ", ".join(n for n, v in (base.get("baselines") or {}).items() if isinstance(v, dict))
+                raise ConfigError(f"{path}: baselines.{name}.from: expected one of {known}, got {b['from']!r}")
+            out[name] = deep_merge(src, {k: v for k, v in b.items() if k != "from"})
+    return {**raw, "baselines": out}
+
+
 def load_experiment(path: str | Path, scale: dict[str, Any] | None = None, repetitions: int = 1) -> Experiment:
     """Read, merge `extends`, validate (defaults filled), check and scale an experiment file."""
     path = Path(path)
@@ -241,7 +262,8 @@ def load_experiment(path: str | Path, scale: dict[str, Any] | None = None, repet
         base = read_yaml(path.parent / base_name)
         if not isinstance(base, dict):
             raise ConfigError(f"{path.parent / base_name}: (top level): expected a mapping of keys")
-        raw = deep_merge(base, raw)
+        raw = deep_merge(base, _baselines_from(raw, base, path))
+    raw = _baselines_from(raw, raw, path)
     data = validate(raw, "experiment.schema.yaml", str(path))
     if data["name"] != path.stem:
         raise ConfigError(f"{path}: name: expected {path.stem!r} (the file name), got {data['name']!r}")

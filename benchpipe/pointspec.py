@@ -8,24 +8,41 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from benchpipe.experiment import Experiment, Point
+from benchpipe.stackspec import resolve_data_files, resolve_stack
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def canonical_hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _deployer_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The profile's deployer; its region defaults to the provider's (services that need the AWS
+    environment get AWS_REGION from it)."""
+    dep = dict(config["deployer"])
+    settings = dict(dep.get("settings") or {})
+    region = (config.get("provider", {}).get("settings") or {}).get("region")
+    if region and not settings.get("region"):
+        settings["region"] = region
+    dep["settings"] = settings
+    return dep
+
+
 def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[str, Any]:
     base = exp.baseline(point.baseline)
+    stack = resolve_stack(exp.data, point.baseline, exp.source)
     wl = exp.data["workload"]
     env: dict[str, str] = {k: str(v) for k, v in {**exp.data["stack"].get("env", {}), **base.get("env", {})}.items()}
     for p, v in point.params.items():
         name = exp.param_meta(p).get("env")
         if name:
             env[name] = str(v)
-    if exp.data["stack"].get("tables"):
+    if stack["tables"]:
         # Filled in when the point starts (the prefix names the run and the point).
         env["TABLE_PREFIX"] = "{table_prefix}"
     rate_param = exp.rate_param
@@ -65,12 +82,17 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         },
         "deployment": {
             "process": exp.data["stack"].get("process", []),
-            "services": base.get("services", {}),
+            "services": stack["services"],
             "vars": {"app": exp.data["app"], "system": base["system"], **point.params},
-            "tables": exp.data["stack"].get("tables", []),
+            "tables": stack["tables"],
+            "registry": stack["registry"],
+            "host_files": stack["host_files"],
+            "wipes": stack["wipes"],
+            "data": resolve_data_files(stack["data"], config.get("data_files") or {}, REPO),
+            "ready": stack["ready"],
         },
         "env": env,
-        "deployer": config["deployer"],
+        "deployer": _deployer_config(config),
         "generator": generator,
         "measure": {k: config["measure"][k] for k in ("ready_timeout_s",)},
         "target": config["target"],

@@ -12,6 +12,7 @@ from benchpipe.clusters import planned_cluster
 from benchpipe.deployers.compose import render_compose
 from benchpipe.errors import ConfigError
 from benchpipe.experiment import load_experiment
+from benchpipe.stackspec import resolve_stack
 
 REPO = Path(__file__).resolve().parent.parent
 HOTEL = load_experiment(REPO / "config/experiments/halfmoon/hotel.yaml")
@@ -20,7 +21,8 @@ HOTEL = load_experiment(REPO / "config/experiments/halfmoon/hotel.yaml")
 def compose_for(baseline: str) -> dict:
     shape = planned_cluster("hotel", HOTEL.machines(HOTEL.baseline(baseline)["cluster"]))
     env = {"TABLE_PREFIX": "abc-", **HOTEL.baseline(baseline).get("env", {})}
-    text = render_compose(HOTEL.baseline(baseline)["services"], shape, env, region="ap-southeast-1")
+    services = resolve_stack(HOTEL.data, baseline, HOTEL.source)["services"]
+    text = render_compose(services, shape, env, region="ap-southeast-1")
     return yaml.safe_load(text)["services"]
 
 
@@ -40,21 +42,27 @@ def test_shared_log_placement_matches_seed(baseline):
     ):
         assert constraint(s[name]) == f"node.labels.{label} == true", name
         assert s[name]["deploy"]["replicas"] == n and s[name]["deploy"]["placement"]["max_replicas_per_node"] == 1
-    assert "--enable_shared_log" in s["boki-engine"]["command"]
-    assert ("--use_txn_engine" in s["boki-engine"]["command"]) == baseline.startswith("halfmoon")
+    assert "--enable_shared_log" in s["boki-engine"]["entrypoint"]
+    assert ("--use_txn_engine" in s["boki-engine"]["entrypoint"]) == baseline.startswith("halfmoon")
     assert s["boki-gateway"]["ports"] == ["8080:8080"]
-    assert s["boki-engine"]["environment"]["TABLE_PREFIX"] == "abc-"
+    # The point's variables go to the function services (point_env), not to the infrastructure.
+    assert s["geo-service"]["environment"]["TABLE_PREFIX"] == "abc-"
+    assert "TABLE_PREFIX" not in s["boki-engine"]["environment"]
 
 
-def test_logging_mode_reaches_every_service():
-    assert compose_for("halfmoon-read")["boki-engine"]["environment"]["LoggingMode"] == "write"
-    assert compose_for("halfmoon-write")["boki-engine"]["environment"]["LoggingMode"] == "read"
+def test_logging_mode_reaches_every_function_service():
+    for baseline, mode in (("halfmoon-read", "write"), ("halfmoon-write", "read")):
+        s = compose_for(baseline)
+        functions = [n for n in s if n.endswith("-service")]
+        assert len(functions) == 11
+        assert all(s[n]["environment"]["LoggingMode"] == mode for n in functions)
+    assert all("LoggingMode" not in svc.get("environment", {}) for svc in compose_for("boki").values())
 
 
 def test_baseline_cluster_has_no_shared_log():
     s = compose_for("unsafe")
     assert not {"boki-controller", "boki-storage", "boki-sequencer"} & set(s)
-    assert "--enable_shared_log" not in s["boki-engine"]["command"]
+    assert "--enable_shared_log" not in s["boki-engine"]["entrypoint"]
     assert s["boki-engine"]["deploy"]["replicas"] == 8
 
 

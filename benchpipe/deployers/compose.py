@@ -20,6 +20,10 @@ from benchpipe.model import Cluster
 def _placement(name: str, svc: dict[str, Any], shape: Cluster) -> dict[str, Any]:
     place = svc.get("placement") or {}
     deploy: dict[str, Any] = {"replicas": int(svc.get("replicas", 1))}
+    if "label" in place and "replicas" not in svc:
+        # One per machine carrying the label: 8 engines on the paper's cluster, 1 on a one-node bed.
+        label = place["label"]
+        deploy["replicas"] = sum(1 for h in shape.hosts if any(lab.split("=")[0] == label for lab in h.labels))
     if "hostname" in place:
         names = {h.name for h in shape.hosts}
         if place["hostname"] not in names:
@@ -75,13 +79,22 @@ def render_compose(
     out: dict[str, Any] = {"version": "3.8", "services": {}}
     extra_hosts = _pinned_names(services, shape) if host_network else []
     for name, svc in services.items():
-        environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **env}
+        # The point's variables: all of them, or those the service names (point_env) that are set.
+        chosen = env if "point_env" not in svc else {k: env[k] for k in svc["point_env"] if k in env}
+        environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **chosen}
         if svc.get("needs_aws_env"):
+            if not region:
+                raise ConfigError(
+                    f"deployer.settings.region: expected the AWS region for services.{name} (needs_aws_env), "
+                    "or provider.settings.region; got none"
+                )
             environment["AWS_REGION"] = region
         volumes = [m.replace("{point_dir}", point_dir) for m in svc.get("mounts", [])]
         if svc.get("mount_certs"):
             volumes.append("/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt")
         entry: dict[str, Any] = {"image": svc["image"], "deploy": _placement(name, svc, shape)}
+        if svc.get("hostname"):
+            entry["hostname"] = svc["hostname"]
         if svc.get("command"):
             entry["command"] = list(svc["command"])
         if svc.get("entrypoint"):

@@ -2,12 +2,18 @@
 
 Every point gets a fresh stack (removed, and waited for until its containers are gone, before and
 after) and its own results folder on the hosts, mounted into the gateway as `{point_dir}`, so points
-never overwrite each other's async_results. Readiness is polled (the gateway's HTTP endpoint, and the
-stack's tasks for failures), never slept for.
+never overwrite each other's async_results. Before the stack starts, in this order: the point's
+DynamoDB tables (tagged, under a per-point TABLE_PREFIX; dropped when the stack stops), the data step
+on the client machine, the wipes and the host files (stack.* of the experiment, benchpipe.stackspec).
+Readiness is polled (every service's replicas running, the gateway's HTTP answer, an optional
+command on the manager; the stack's tasks for failures), never slept for. What ran (the compose file
+as deployed, each service's command line, the data step's commands, the host files) goes to the
+point's raw folder as stack.json, and from there into its manifest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import tempfile
 import time
@@ -21,8 +27,9 @@ from typing import Any
 from benchpipe import remote
 from benchpipe.deployers.base import wait_for_count
 from benchpipe.deployers.compose import render_compose
-from benchpipe.errors import StackError
+from benchpipe.errors import ConfigError, StackError
 from benchpipe.model import Cluster, Host, write_json_atomic
+from benchpipe.stackspec import host_file_text, local_path
 
 
 @dataclass
@@ -36,12 +43,20 @@ class SwarmStack:
     ready_path: str
     internal_endpoint: str = ""  # the gateway as the cluster's own machines reach it (private address)
     images: list[str] = field(default_factory=list)
-    table_prefix: str = ""  # the point's DynamoDB tables (AWS), deleted when the stack stops
+    table_prefix: str = ""  # the point's DynamoDB tables, deleted when the stack stops
+    ready_status: list[int] = field(default_factory=lambda: [200])
+    ready_command: str = ""  # run on the manager; the stack is ready only once it succeeds
+    dynamodb: dict[str, Any] = field(default_factory=dict)  # where the tables are (region, endpoint_url)
+    deployed: dict[str, Any] = field(default_factory=dict)  # what ran: for the point's manifest
 
 
 class SwarmDeployer:
     """settings: stack (benchpipe), host_network (false; true on the local test bed), gateway_port (8080),
-    ready_path (/healthz for the stand-in), ready_timeout_s, stop_timeout_s, region."""
+    ready_path (/healthz for the stand-in) and ready_status ([200]) where the experiment sets no
+    stack.ready, stop_timeout_s, region (default: the provider's), pull (true: the data step pulls its
+    image and `docker stack deploy` resolves images at the registry; false keeps local images, as on the
+    test bed), dynamodb ({region, endpoint_url, table_prefix_root}: where the tables go on providers
+    other than aws, e.g. a moto server; on aws the cluster's region and prefix, which this overrides)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
@@ -59,9 +74,25 @@ class SwarmDeployer:
         host = (services[gateways[0]].get("placement") or {}).get("hostname")
         if not host:
             raise StackError(f"services.{gateways[0]}.placement.hostname: the gateway must be pinned to a machine")
-        compose = render_compose(
-            services, cluster, env, region=self.s.get("region", ""), host_network=bool(self.s.get("host_network"))
-        )
+        region = self._region()
+        compose = render_compose(services, cluster, env, region=region, host_network=bool(self.s.get("host_network")))
+        ready = deployment.get("ready") or {}
+        hosts = {h.name: h for h in cluster.hosts}
+        registry = list(deployment.get("registry", []))
+        host_files = [
+            {**hf, "text": host_file_text(hf, registry), "machines": self._select(cluster, hf["hosts"])}
+            for hf in deployment.get("host_files", [])
+        ]
+        wipes = [{**w, "machines": self._select(cluster, w["hosts"])} for w in deployment.get("wipes", [])]
+        data = deployment.get("data")
+        if data:
+            if not region:
+                raise ConfigError("deployer.settings.region: expected the AWS region for the data step (stack.data)")
+            data = {**data, "env": self._data_env(data, env, region)}
+            if not cluster.by_role("client"):
+                raise ConfigError(
+                    f"stack.data: the data step runs on the client machine; cluster {cluster.name} has none"
+                )
         return {
             "kind": "swarm",
             "stack": self.stack_name,
@@ -69,10 +100,35 @@ class SwarmDeployer:
             "gateway_machine": host,
             "services": list(services),
             "port": int(self.s.get("gateway_port", 8080)),
-            "ready_path": self.s.get("ready_path", "/healthz"),
+            "ready_path": ready.get("path", self.s.get("ready_path", "/healthz")),
+            "ready_status": list(ready.get("status", self.s.get("ready_status", [200]))),
+            "ready_command": ready.get("command", ""),
             "tables": list(deployment.get("tables", [])),
+            "registry": registry,
+            "host_files": host_files,
+            "wipes": wipes,
+            "data": data,
             "images": sorted({svc["image"] for svc in services.values()}),
+            "machines": sorted(hosts),
         }
+
+    def _region(self) -> str:
+        return str(self.s.get("region") or (self.s.get("dynamodb") or {}).get("region") or "")
+
+    @staticmethod
+    def _data_env(data: dict[str, Any], env: dict[str, str], region: str) -> dict[str, str]:
+        """The data step's environment: its own values, the point's variables it names, AWS_REGION."""
+        out = {k: str(v) for k, v in (data.get("environment") or {}).items()}
+        out.update({k: env[k] for k in data.get("point_env", []) if k in env})
+        out["AWS_REGION"] = region
+        return dict(sorted(out.items()))
+
+    @staticmethod
+    def _select(cluster: Cluster, sel: dict[str, Any]) -> list[str]:
+        """The machines (names) a host step applies to: by role or by label."""
+        if "roles" in sel:
+            return [h.name for h in cluster.hosts if h.role in sel["roles"]]
+        return [h.name for h in cluster.hosts if any(lab.split("=")[0] == sel["label"] for lab in h.labels)]
 
     # --- helpers --------------------------------------------------------------------------
     def _manager(self, stack_or_cluster: SwarmStack | Cluster) -> Host:
@@ -111,14 +167,28 @@ class SwarmDeployer:
         self._wait_removed(manager, stack, float(self.s.get("stop_timeout_s", 120)))
         for h in {h.address: h for h in cluster.hosts if h.role != "client"}.values():
             remote.run(h, f"rm -rf {shlex.quote(remote_dir)} && mkdir -p {shlex.quote(remote_dir)}")
-        prefix = self._open_tables(cluster, rendered, remote_dir)
+        dynamodb = self._dynamodb(cluster) if rendered.get("tables") else {}
+        prefix = self._open_tables(cluster, rendered, remote_dir, dynamodb)
         compose = rendered["compose"].replace("{point_dir}", remote_dir).replace("{table_prefix}", prefix)
-        remote_file = f"{remote_dir}/docker-compose.yml"
-        with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
-            f.write(compose)
-            f.flush()
-            remote.put(manager, f.name, remote_file)
-        remote.run(manager, f"docker stack deploy --prune -c {shlex.quote(remote_file)} {stack}")
+        try:
+            deployed = {
+                "compose": compose,
+                "commands": service_commands(compose),
+                "tables": [prefix + t for t in rendered.get("tables", [])],
+                "table_prefix": prefix,
+                "data": self._data_step(cluster, rendered.get("data"), remote_dir, prefix, dynamodb),
+            }
+            deployed["wipes"] = self._wipe(cluster, rendered.get("wipes", []))
+            deployed["host_files"] = self._place_files(cluster, rendered.get("host_files", []))
+            remote_file = f"{remote_dir}/docker-compose.yml"
+            _put_text(manager, compose, remote_file)
+            resolve = "" if self.s.get("pull", True) else " --resolve-image never"
+            deployed["deploy_command"] = f"docker stack deploy --prune{resolve} -c {shlex.quote(remote_file)} {stack}"
+            remote.run(manager, deployed["deploy_command"])
+        except BaseException:
+            if prefix:
+                self._drop_tables(dynamodb, prefix)
+            raise
         return SwarmStack(
             endpoint=f"http://{gateway_host.address}:{rendered['port']}",
             cluster=cluster,
@@ -130,7 +200,82 @@ class SwarmDeployer:
             internal_endpoint=f"http://{gateway_host.private_address or gateway_host.address}:{rendered['port']}",
             images=list(rendered.get("images", [])),
             table_prefix=prefix,
+            ready_status=list(rendered.get("ready_status", [200])),
+            ready_command=rendered.get("ready_command", ""),
+            dynamodb=dynamodb,
+            deployed=deployed,
         )
+
+    # --- before the stack: data step, wipes, host files ---------------------------------------
+    def _hosts(self, cluster: Cluster, names: list[str]) -> list[Host]:
+        by_name = {h.name: h for h in cluster.hosts}
+        return [by_name[n] for n in names if n in by_name]
+
+    def _data_step(
+        self, cluster: Cluster, data: dict[str, Any] | None, remote_dir: str, prefix: str, dynamodb: dict[str, Any]
+    ) -> list[str]:
+        """Copy the data step's folder out of its image on the client, upload its files, run it there."""
+        if not data:
+            return []
+        client = cluster.by_role("client")[0]
+        folder = f"{remote_dir}/data"
+        q = shlex.quote
+        env = {k: v.replace("{table_prefix}", prefix) for k, v in data["env"].items()}
+        if dynamodb.get("endpoint_url"):
+            env["AWS_ENDPOINT_URL"] = dynamodb["endpoint_url"]  # a DynamoDB other than AWS's (tests: moto)
+        commands = [f"rm -rf {q(folder)} && mkdir -p {q(folder)}"]
+        if self.s.get("pull", True):
+            commands.append(f"docker pull -q {q(data['image'])}")
+        # As the client's own user, so the next point can remove the folder.
+        commands.append(
+            f'docker run --rm -u "$(id -u):$(id -g)" -v {q(folder)}:{q(folder)} {q(data["image"])}'
+            f" cp -r {q(data['copy_out'])} {q(folder)}/"
+        )
+        for cmd in commands:
+            remote.run(client, cmd, timeout_s=900)
+        for f in data.get("files", []):
+            if "source" not in f:
+                raise ConfigError(
+                    f"data_files.{f['data_file']}: expected the path of the file the data step uploads as "
+                    f"{f['dest']} (run configuration, e.g. --config data_files='{{{f['data_file']}: PATH}}'); got none"
+                )
+            local = local_path(f["source"])
+            if not local.is_file():
+                raise ConfigError(f"stack.data.files: {local} is missing (the data step uploads it as {f['dest']})")
+            remote.put(client, str(local), f"{folder}/{f['dest']}")
+            commands.append(f"upload {f['source']} -> {folder}/{f['dest']}")
+        assignments = " ".join(f"{k}={q(v)}" for k, v in env.items())
+        run = f"cd {q(folder)} && env {assignments} {' '.join(q(a) for a in data['run'])}"
+        commands.append(run)
+        remote.run(client, run, timeout_s=float(self.s.get("data_timeout_s", 3600)))
+        return commands
+
+    def _wipe(self, cluster: Cluster, wipes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        done = []
+        for w in wipes:
+            cmd = f"$S rm -rf {' '.join(map(shlex.quote, w['remove']))}"
+            if w.get("create"):
+                cmd += f" && $S mkdir -p {' '.join(map(shlex.quote, w['create']))}"
+            for h in self._hosts(cluster, w["machines"]):
+                remote.run(h, SUDO + cmd)
+            done.append({"machines": w["machines"], "command": cmd.replace("$S ", "sudo ")})
+        return done
+
+    def _place_files(self, cluster: Cluster, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        done = []
+        for hf in files:
+            digest = hashlib.sha256(hf["text"].encode()).hexdigest()
+            staged = f"/tmp/.benchpipe-{digest[:12]}"
+            dest = shlex.quote(hf["dest"])
+            for h in self._hosts(cluster, hf["machines"]):
+                _put_text(h, hf["text"], staged)
+                remote.run(
+                    h,
+                    SUDO + f"$S mkdir -p $(dirname {dest}) && $S install -m {hf['mode']} {staged} {dest}; "
+                    f"r=$?; rm -f {staged}; exit $r",
+                )
+            done.append({"dest": hf["dest"], "mode": hf["mode"], "machines": hf["machines"], "sha256": digest})
+        return done
 
     def handle(self, stack: SwarmStack, lease: str) -> dict[str, Any]:
         """What another job needs to reach, check and stop this stack (it lives on the cluster)."""
@@ -142,44 +287,99 @@ class SwarmDeployer:
         h["gateway_host"] = Host.from_dict(h["gateway_host"])
         return SwarmStack(**h)
 
-    def _open_tables(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> str:
-        """On AWS, the point's DynamoDB tables under a prefix naming the run and the point."""
-        names = rendered.get("tables") or []
-        if not names or cluster.provider != "aws":
-            return ""
-        import hashlib
+    def _dynamodb(self, cluster: Cluster) -> dict[str, Any]:
+        """Where the point's tables go: the aws cluster's region and run prefix (its machines' role
+        reaches only those), or deployer.settings.dynamodb on other providers."""
+        own = {k: v for k, v in (self.s.get("dynamodb") or {}).items() if v is not None}
+        if cluster.provider == "aws":
+            extra = cluster.extra
+            base = {"region": extra.get("region"), "endpoint_url": extra.get("endpoint_url")}
+            return {**base, "table_prefix": extra["table_prefix"], **own}
+        if not own:
+            raise ConfigError(
+                "deployer.settings.dynamodb: expected {region, endpoint_url (optional)} for the point's DynamoDB "
+                f"tables on provider {cluster.provider} (e.g. a moto server's URL)"
+            )
+        root = own.get("table_prefix_root", "benchpipe")
+        return {"region": self._region(), **own, "table_prefix": f"{root}-{cluster.run_id}-"}
 
+    def _open_tables(
+        self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str, dynamodb: dict[str, Any]
+    ) -> str:
+        """The point's DynamoDB tables, tagged, under a prefix naming the run and the point."""
+        names = rendered.get("tables") or []
+        if not names:
+            return ""
         from benchpipe.cloud import dynamo
         from benchpipe.cloud.session import client
 
-        prefix = f"{cluster.extra['table_prefix']}{hashlib.sha1(remote_dir.encode()).hexdigest()[:8]}-"
-        settings = {"region": cluster.extra.get("region"), "endpoint_url": cluster.extra.get("endpoint_url")}
-        ddb = client(settings, "dynamodb")
-        # Deleted by prefix when the stack stops (stop), whichever job that is; here if making them fails.
+        prefix = f"{dynamodb['table_prefix']}{hashlib.sha1(remote_dir.encode()).hexdigest()[:8]}-"
+        ddb = client(dynamodb, "dynamodb")
+        # Deleted by prefix when the stack stops (stop), whichever job that is; here if making them
+        # fails. Leftovers of a killed attempt of the same point go first.
+        dynamo.delete_tables_by_prefix(ddb, prefix)
+        tags = {"project": "benchpipe", "run-id": cluster.run_id, "cluster": cluster.name}
         try:
-            dynamo.create_tables(ddb, prefix, names, {"project": "benchpipe", "run-id": cluster.run_id})
+            dynamo.create_tables(ddb, prefix, names, tags)
         except BaseException:
             dynamo.delete_tables_by_prefix(ddb, prefix)
             raise
         return prefix
+
+    @staticmethod
+    def _drop_tables(dynamodb: dict[str, Any], prefix: str) -> None:
+        from benchpipe.cloud import dynamo
+        from benchpipe.cloud.session import client
+
+        dynamo.delete_tables_by_prefix(client(dynamodb, "dynamodb"), prefix)
 
     def client(self, stack: SwarmStack) -> Host | None:
         clients = stack.cluster.by_role("client")
         return clients[0] if clients else None
 
     def _answers(self, stack: SwarmStack) -> bool:
-        """Does the gateway answer 200? Asked from the client machine when there is one: the security
-        group admits only SSH from the controller, the gateway's port only from inside the cluster."""
+        """Does the gateway answer with a ready status (200; 404 for a gateway without a health
+        endpoint)? Asked from the client machine when there is one: the security group admits only
+        SSH from the controller, the gateway's port only from inside the cluster."""
         client = self.client(stack)
         if client is None or self.s.get("probe_from") == "controller":
             try:
                 with urllib.request.urlopen(stack.endpoint + stack.ready_path, timeout=3) as r:
-                    return r.status == 200
+                    return r.status in stack.ready_status
+            except urllib.error.HTTPError as e:
+                return e.code in stack.ready_status
             except (urllib.error.URLError, OSError):
                 return False
         url = shlex.quote(stack.internal_endpoint + stack.ready_path)
         code = remote.run(client, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 3 {url} || true").strip()
-        return code == "200"
+        return code.isdigit() and int(code) in stack.ready_status
+
+    def _converged(self, stack: SwarmStack) -> bool:
+        """Every service of the stack runs all its replicas."""
+        out = remote.run(
+            self._manager(stack),
+            f"docker service ls --filter label=com.docker.stack.namespace={shlex.quote(stack.stack)}"
+            " --format '{{.Name}} {{.Replicas}}'",
+        )
+        running = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and "/" in parts[1]:
+                have, want = parts[1].split("/", 1)
+                running[parts[0]] = have == want
+        return all(running.get(f"{stack.stack}_{svc}", False) for svc in stack.services)
+
+    def _command_ok(self, stack: SwarmStack) -> bool:
+        if not stack.ready_command:
+            return True
+        try:
+            remote.run(self._manager(stack), stack.ready_command.replace("{stack}", stack.stack), timeout_s=60)
+            return True
+        except StackError:
+            return False
+
+    def _ready(self, stack: SwarmStack) -> bool:
+        return self._converged(stack) and self._command_ok(stack) and self._answers(stack)
 
     def load_context(self, stack: SwarmStack) -> dict[str, Any]:
         """Where the load generator runs (the client machine) and the gateway it targets from there."""
@@ -195,12 +395,17 @@ class SwarmDeployer:
         deadline = time.monotonic() + timeout_s
         delay = 0.2
         while True:
-            if self._answers(stack):
+            if self._ready(stack):
                 return
             self.check_healthy(stack)
             if time.monotonic() > deadline:
                 tasks = "; ".join(self._tasks(self._manager(stack), stack.stack)[:8])
-                raise StackError(f"stack not ready: {url} did not answer 200 within {timeout_s:g} s (tasks: {tasks})")
+                want = "/".join(map(str, stack.ready_status))
+                extra = f", `{stack.ready_command}` on the manager succeeding" if stack.ready_command else ""
+                raise StackError(
+                    f"stack not ready within {timeout_s:g} s: expected every service's replicas running, "
+                    f"{url} answering {want}{extra} (tasks: {tasks})"
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 3.0)
 
@@ -237,6 +442,7 @@ class SwarmDeployer:
                 self._manager(stack), f"docker image inspect --format '{{{{.Id}}}}' {q} || true"
             ).strip()
         write_json_atomic(dest / "images.json", ids)
+        write_json_atomic(dest / "stack.json", stack.deployed)
         return [out]
 
     def collect_logs(self, stack: SwarmStack, dest: Path) -> None:
@@ -253,9 +459,25 @@ class SwarmDeployer:
         finally:
             if stack.table_prefix:
                 # Possibly in another job than the one that made them: by prefix, as the janitor does.
-                from benchpipe.cloud import dynamo
-                from benchpipe.cloud.session import client
-
                 extra = stack.cluster.extra
-                ddb = client({"region": extra.get("region"), "endpoint_url": extra.get("endpoint_url")}, "dynamodb")
-                dynamo.delete_tables_by_prefix(ddb, stack.table_prefix)
+                where = stack.dynamodb or {"region": extra.get("region"), "endpoint_url": extra.get("endpoint_url")}
+                self._drop_tables(where, stack.table_prefix)
+
+
+# Root where needed: the artifact's host folders (/mnt/inmem, /mnt/storage) belong to root.
+SUDO = 'S=; [ "$(id -u)" = 0 ] || S="sudo -n"; '
+
+
+def _put_text(host: Host, text: str, remote_path: str) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".tmp") as f:
+        f.write(text)
+        f.flush()
+        remote.put(host, f.name, remote_path)
+
+
+def service_commands(compose: str) -> dict[str, list[str]]:
+    """Each service's command line as the container runs it (entrypoint, then command)."""
+    import yaml
+
+    services = (yaml.safe_load(compose) or {}).get("services", {})
+    return {n: list(s.get("entrypoint") or []) + list(s.get("command") or []) for n, s in services.items()}
