@@ -518,7 +518,7 @@ def test_host_network_stacks_reach_pinned_services_by_name():
     lines resolves through /etc/hosts entries to the machine the service is pinned to."""
     import yaml
 
-    from benchpipe.deployers.compose import render_compose
+    from benchpipe.deployers.compose import fill_addresses, render_compose
     from benchpipe.model import Cluster, Host
 
     hosts = [Host("vm", "127.0.0.1", "manager", ["engine_node=true"]), Host("client", "127.0.0.2", "client")]
@@ -528,7 +528,9 @@ def test_host_network_stacks_reach_pinned_services_by_name():
         "boki-gateway": {"image": "g", "hostname": "faas-gateway", "placement": {"hostname": "vm"}},
         "boki-engine": {"image": "e", "hostname": "boki-engine-{{.Task.Slot}}", "placement": {"label": "engine_node"}},
     }
-    on_host = yaml.safe_load(render_compose(services, shape, {}, host_network=True))["services"]
+    rendered = render_compose(services, shape, {}, host_network=True)
+    assert "zookeeper:{address:vm}" in rendered  # the plan knows the machine, not yet its address
+    on_host = yaml.safe_load(fill_addresses(rendered, shape))["services"]
     want = ["boki-gateway:127.0.0.1", "faas-gateway:127.0.0.1", "zookeeper:127.0.0.1"]
     assert all(svc["extra_hosts"] == want for svc in on_host.values())
     overlay = yaml.safe_load(render_compose(services, shape, {}, host_network=False))["services"]

@@ -9,6 +9,7 @@ deployed is the file recorded in deploy.json.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -50,19 +51,34 @@ def _placement(name: str, svc: dict[str, Any], shape: Cluster) -> dict[str, Any]
     return deploy
 
 
-def _pinned_names(services: dict[str, Any], shape: Cluster) -> list[str]:
+ADDRESS = re.compile(r"\{address:([^{}]+)\}")
+
+
+def _pinned_names(services: dict[str, Any]) -> list[str]:
     """On the host network there is no service DNS: a service pinned to a machine is reached by its
-    name (zookeeper:2181) and hostname at that machine's address, as /etc/hosts entries."""
-    addresses = {h.name: h.private_address or h.address for h in shape.hosts}
+    name (zookeeper:2181) and hostname at that machine's address, as /etc/hosts entries. The address
+    is known once the machines are (fill_addresses, when the stack starts)."""
     out: dict[str, str] = {}
     for name, svc in services.items():
-        address = addresses.get((svc.get("placement") or {}).get("hostname", ""))
-        if not address:
+        machine = (svc.get("placement") or {}).get("hostname")
+        if not machine:
             continue
         for alias in (name, svc.get("hostname")):
             if alias and "{" not in alias:
-                out[alias] = address
+                out[alias] = f"{{address:{machine}}}"
     return [f"{alias}:{address}" for alias, address in sorted(out.items())]
+
+
+def fill_addresses(compose: str, cluster: Cluster) -> str:
+    """The machines' in-cluster addresses in place of `{address:<machine>}`."""
+    addresses = {h.name: h.private_address or h.address for h in cluster.hosts}
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in addresses:
+            raise ConfigError(f"the compose file names machine {m.group(1)!r}, not in cluster {cluster.name}")
+        return addresses[m.group(1)]
+
+    return ADDRESS.sub(sub, compose)
 
 
 def render_compose(
@@ -77,7 +93,7 @@ def render_compose(
     if not services:
         raise ConfigError("the baseline has no services for the swarm deployer (baselines.<name>.services)")
     out: dict[str, Any] = {"version": "3.8", "services": {}}
-    extra_hosts = _pinned_names(services, shape) if host_network else []
+    extra_hosts = _pinned_names(services) if host_network else []
     for name, svc in services.items():
         # The point's variables: all of them, or those the service names (point_env) that are set.
         chosen = env if "point_env" not in svc else {k: env[k] for k in svc["point_env"] if k in env}

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchpipe import remote
 from benchpipe.deployers.base import wait_for_count
-from benchpipe.deployers.compose import render_compose
+from benchpipe.deployers.compose import fill_addresses, render_compose
 from benchpipe.errors import ConfigError, StackError
 from benchpipe.model import Cluster, Host, write_json_atomic
 from benchpipe.stackspec import host_file_text, local_path
@@ -170,6 +170,7 @@ class SwarmDeployer:
         dynamodb = self._dynamodb(cluster) if rendered.get("tables") else {}
         prefix = self._open_tables(cluster, rendered, remote_dir, dynamodb)
         compose = rendered["compose"].replace("{point_dir}", remote_dir).replace("{table_prefix}", prefix)
+        compose = fill_addresses(compose, cluster)
         try:
             deployed = {
                 "compose": compose,

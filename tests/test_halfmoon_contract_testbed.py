@@ -1,0 +1,174 @@
+"""`snakemake --profile <ssh>` on the local test bed (testbed/up.sh) with the REAL rendered stacks of
+hotel and retwis against the contract images (workloads/halfmoon-contract, tagged with the real
+names): every service's real command line and environment, the host files, the start-up gate, the
+data step's `init populate` into DynamoDB tables the harness creates in a moto server this test
+starts, and the tables dropped after each point. One rate, two baselines each (Unsafe,
+Halfmoon-read)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_pipeline_e2e import snakemake
+from tests.test_swarm_testbed import load_testbed, node_name
+
+REPO = Path(__file__).resolve().parent.parent
+REGION = "ap-southeast-1"
+STACK = "benchpipe-hmc"
+pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow, pytest.mark.aws]
+
+
+def contract_images_present() -> bool:
+    out = subprocess.run(
+        ["docker", "image", "inspect", "-f", '{{index .Config.Labels "benchpipe.contract"}}', "zookeeper:3.6.2"],
+        capture_output=True,
+        text=True,
+    )
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+def contract_workdir(tmp_path: Path, moto: str) -> Path:
+    tb = load_testbed()
+    if not contract_images_present():
+        pytest.skip("no contract images: bash testbed/up.sh builds them")
+    node = node_name()
+    suite = tmp_path / "config" / "experiments" / "halfmoon"
+    suite.mkdir(parents=True)
+    src = REPO / "config" / "experiments" / "halfmoon"
+    subprocess.run(["cp", "-r", str(src / "files"), str(suite / "files")], check=True)
+    # Services pinned to the manager name it by hostname: here the test bed's one node.
+    common = yaml.safe_load((src / "_halfmoon.yaml").read_text().replace("bokiexp-gateway", node))
+    # One machine carries every label (one engine, storage node and sequencer); the client is 127.0.0.2.
+    labels = ["engine_node=true", "storage_node=true", "sequencer_node=true"]
+    common["clusters"] = {
+        shape: {"machines": [{"name": node, "role": "manager", "labels": labels}, {"name": "client", "role": "client"}]}
+        for shape in ("shared_log", "baseline")
+    }
+    common["baselines"] = {b: common["baselines"][b] for b in ("unsafe", "halfmoon-read")}
+    common["stack"]["vars"]["zk_start_gate_s"] = 1  # the artifact's 80 s before /faas/cmd/start
+    (suite / "_halfmoon.yaml").write_text(yaml.safe_dump(common))
+    for name in ("hotel", "retwis"):
+        exp = yaml.safe_load((src / f"{name}.yaml").read_text())
+        exp["sweep"] = {"qps": [20]}
+        exp["workload"].update({"warmup_s": 0.5, "measure_s": 2.0})
+        if name == "retwis":  # 20,005 sequential UpdateItems per point is minutes; the same code path
+            exp["stack"]["env"]["NUM_USERS"] = 200
+        (suite / f"{name}.yaml").write_text(yaml.safe_dump(exp))
+    key, port, user = tb["BENCHPIPE_TESTBED_KEY"], int(tb["BENCHPIPE_TESTBED_SSH_PORT"]), tb["BENCHPIPE_TESTBED_USER"]
+    hosts = [
+        {
+            "name": node,
+            "address": "127.0.0.1",
+            "port": port,
+            "user": user,
+            "key_file": key,
+            "role": "manager",
+            "labels": labels,
+        },
+        {"name": "client", "address": "127.0.0.2", "port": port, "user": user, "key_file": key, "role": "client"},
+    ]
+    config = {
+        "suite": "halfmoon",
+        "experiments": ["hotel", "retwis"],
+        "target": "ssh",
+        "scale": {"duration": 1.0, "rate": 1.0},
+        "provider": {"name": "ssh", "settings": {"hosts": hosts}},
+        "deployer": {
+            "name": "swarm",
+            "settings": {
+                "host_network": True,
+                "gateway_port": 8080,
+                "stack": STACK,
+                "pull": False,  # the contract images exist only here
+                "dynamodb": {"region": REGION, "endpoint_url": moto},
+                "remote_dir_template": str(tmp_path / "remote/{experiment}/{baseline}/{point}"),
+            },
+        },
+        "generator": {"name": "openloop", "settings": {"processes": 1}},
+        "measure": {"retries": 0, "ready_timeout_s": 90},
+    }
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+class TableWatch:
+    """Samples the moto server's tables (and the populated user tables' item counts) while the run goes."""
+
+    def __init__(self, moto: str) -> None:
+        import boto3
+
+        self.ddb = boto3.client(
+            "dynamodb", endpoint_url=moto, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        self.seen: dict[str, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.3):
+            try:
+                for t in self.ddb.list_tables()["TableNames"]:
+                    n = self.seen.setdefault(t, 0)
+                    if t.endswith("user"):
+                        self.seen[t] = max(n, self.ddb.scan(TableName=t, Select="COUNT")["Count"])
+            except Exception:  # a table dropped between list and scan
+                continue
+
+    def tables_now(self) -> list[str]:
+        return self.ddb.list_tables()["TableNames"]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def test_real_stacks_of_hotel_and_retwis_run_on_the_contract_images(tmp_path, moto_endpoint, monkeypatch):
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(moto_endpoint + "/moto-api/reset", method="POST"), timeout=10)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # the harness's boto3 client (tables), against moto
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    wd = contract_workdir(tmp_path, moto_endpoint)
+    watch = TableWatch(moto_endpoint)
+    t0 = time.monotonic()
+    try:
+        snakemake(wd, "figures/hotel.png", "figures/retwis.png")
+    finally:
+        watch.close()
+    elapsed = time.monotonic() - t0
+    print(f"hotel + retwis, 4 points on the contract images: {elapsed:.1f} s")
+    assert (wd / "figures" / "hotel.png").exists() and (wd / "figures" / "retwis.png").exists()
+    # Every point's tables existed while it ran (populated by the data step's init) and are gone now.
+    hotel_users = [t for t in watch.seen if t.endswith("-buser") or t.endswith("-user")]
+    assert len([t for t in watch.seen if t.endswith("bgeo")]) == 1, watch.seen
+    assert len([t for t in watch.seen if t.endswith("-geo")]) == 1, watch.seen
+    assert len([t for t in watch.seen if t.endswith("timeline")]) == 2, watch.seen
+    assert sorted(watch.seen[t] for t in hotel_users)[-1] >= 501  # hotel: Cornell_0..500
+    assert watch.tables_now() == []
+    manifests = {
+        (p.parent.parent.parent.name, p.parent.parent.name): json.loads(p.read_text())
+        for p in (wd / "results").glob("*/*/*/manifest.json")
+    }
+    assert set(manifests) == {(e, b) for e in ("hotel", "retwis") for b in ("unsafe", "halfmoon-read")}
+    for (exp, baseline), m in manifests.items():
+        assert m["async_results_entries"] > 0, (exp, baseline)
+        commands = m["stack"]["commands"]
+        assert commands["boki-gateway"][0] == "/boki/gateway"
+        assert "--func_config_file=/tmp/boki/func_config.json" in commands["boki-gateway"]
+        assert "--listen_iface=eth0" in commands["boki-engine"]
+        root = "/beldi-bin/b" if baseline == "unsafe" else "/optimal-bin/"
+        entry = "gateway-service" if exp == "hotel" else "timeline-service"
+        assert commands[entry][:2] == ["/tmp/boki/run_launcher", f"{root}{exp}/{entry.split('-')[0]}"], commands
+        if baseline == "halfmoon-read":
+            assert "--use_txn_engine" in commands["boki-storage"]
+    # Nothing of the stacks is left.
+    left = subprocess.run(["docker", "stack", "ls", "--format", "{{.Name}}"], capture_output=True, text=True).stdout
+    assert STACK not in left.split()
