@@ -534,4 +534,6 @@ def test_host_network_stacks_reach_pinned_services_by_name():
     want = ["boki-gateway:127.0.0.1", "faas-gateway:127.0.0.1", "zookeeper:127.0.0.1"]
     assert all(svc["extra_hosts"] == want for svc in on_host.values())
     overlay = yaml.safe_load(render_compose(services, shape, {}, host_network=False))["services"]
-    assert not any("extra_hosts" in svc for svc in overlay.values())
+    assert not any("extra_hosts" in svc or "stop_grace_period" in svc for svc in overlay.values())
+    quick = yaml.safe_load(render_compose(services, shape, {}, stop_grace_s=1))["services"]
+    assert {svc["stop_grace_period"] for svc in quick.values()} == {"1s"}

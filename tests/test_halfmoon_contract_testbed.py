@@ -87,6 +87,7 @@ def contract_workdir(tmp_path: Path, moto: str) -> Path:
                 "gateway_port": 8080,
                 "stack": STACK,
                 "pull": False,  # the contract images exist only here
+                "stop_grace_s": 1,  # zk_setup.sh's `sleep infinity` ignores SIGTERM
                 "dynamodb": {"region": REGION, "endpoint_url": moto},
                 "remote_dir_template": str(tmp_path / "remote/{experiment}/{baseline}/{point}"),
             },

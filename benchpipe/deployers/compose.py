@@ -89,6 +89,7 @@ def render_compose(
     region: str = "",
     host_network: bool = False,
     point_dir: str = "{point_dir}",
+    stop_grace_s: float | None = None,
 ) -> str:
     if not services:
         raise ConfigError("the baseline has no services for the swarm deployer (baselines.<name>.services)")
@@ -125,6 +126,9 @@ def render_compose(
             entry["networks"] = ["hostnet"]
             if extra_hosts:
                 entry["extra_hosts"] = extra_hosts
+        if stop_grace_s is not None:
+            # SIGTERM to SIGKILL: a PID 1 without a handler (`sleep infinity`) otherwise holds docker's 10 s.
+            entry["stop_grace_period"] = f"{stop_grace_s:g}s"
         out["services"][name] = entry
     if host_network:
         # Swarm services on the host's own network stack: traffic stays on the machine's addresses.

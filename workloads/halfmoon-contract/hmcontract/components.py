@@ -123,7 +123,9 @@ def serve(component: str, argv: list[str]) -> int:
             time.sleep(3600)
     ipc = Path(flags["root_path_for_ipc"])
     ipc.mkdir(parents=True, exist_ok=True)
-    (ipc / ENGINE_FILE).write_text(json.dumps({"registry": info["registry"], "flags": flags, "node": name}))
+    tmp = ipc / f".{ENGINE_FILE}"  # whole or absent: launchers poll for it
+    tmp.write_text(json.dumps({"registry": info["registry"], "flags": flags, "node": name}))
+    tmp.rename(ipc / ENGINE_FILE)
     published: set[str] = set()
     while True:  # relay the launchers that connected (their handshake files) to ZooKeeper
         for f in sorted(ipc.glob("standin-launcher-*.json")):

@@ -9,6 +9,7 @@ needs (sheet §3 'Start-up gate'): zk_setup.sh's zkCli.sh calls and components w
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import socketserver
 import sys
@@ -152,6 +153,7 @@ class Client:
 
 
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1 in its container: no default action
     port = int(argv[0]) if argv else 2181
     serve(port)
     return 0
