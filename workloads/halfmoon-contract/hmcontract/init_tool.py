@@ -2,7 +2,7 @@
 the image (sheet §4.5): `init create|populate|clean [<variant arg>] [<data file>]`. Creates the
 app's DynamoDB tables (sheet §4.1, §4.2), writes the items of sheet §4.3/§4.4 one UpdateItem at a
 time, and deletes the tables. Self-contained (the standard library only: DynamoDB's JSON protocol
-with SigV4 over urllib), because it runs on the host, outside any image.
+with SigV4 over http.client), because it runs on the host, outside any image.
 
 Stand-in differences: the endpoint comes from AWS_ENDPOINT_URL when set (the real aws-sdk-go v1
 binary ignores that variable and always talks to DynamoDB in AWS_REGION); credentials come from
@@ -17,14 +17,13 @@ import contextlib
 import datetime
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import random
 import string
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 APP_DIR = globals().get("APP_DIR", "")  # set by the image build: the directory this copy came from
@@ -112,6 +111,7 @@ class Dynamo:
     def __init__(self, env: dict[str, str]) -> None:
         self.region = env["AWS_REGION"]
         self.endpoint = env.get("AWS_ENDPOINT_URL") or f"https://dynamodb.{self.region}.amazonaws.com"
+        self.conn: http.client.HTTPConnection | None = None
         self.key = env.get("AWS_ACCESS_KEY_ID", "")
         self.secret = env.get("AWS_SECRET_ACCESS_KEY", "")
         if not self.key:
@@ -151,13 +151,23 @@ class Dynamo:
         headers["authorization"] = (
             f"AWS4-HMAC-SHA256 Credential={self.key}/{scope}, SignedHeaders={signed}, Signature={sig}"
         )
-        req = urllib.request.Request(self.endpoint + "/", data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            err = json.loads(e.read() or b"{}")
-            raise DynamoError(err.get("__type", "").rsplit("#", 1)[-1], err.get("message", "")) from None
+        for attempt in (1, 2):  # one keep-alive connection; a dropped one is reopened once
+            try:
+                if self.conn is None:
+                    https = self.endpoint.startswith("https")
+                    self.conn = (http.client.HTTPSConnection if https else http.client.HTTPConnection)(host, timeout=30)
+                self.conn.request("POST", "/", body=body, headers=headers)
+                r = self.conn.getresponse()
+                data = r.read()
+                break
+            except (OSError, http.client.HTTPException):
+                self.conn = None
+                if attempt == 2:
+                    raise
+        if r.status >= 400:
+            err = json.loads(data or b"{}")
+            raise DynamoError(err.get("__type", "").rsplit("#", 1)[-1], err.get("message", ""))
+        return json.loads(data or b"{}")
 
 
 class DynamoError(Exception):
