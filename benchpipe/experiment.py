@@ -123,6 +123,8 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
         for key in ("warmup_s", "measure_s"):
             if wl.get(key, 0) > 0:
                 wl[key] = round(max(wl[key] * d, floor), 3)
+        if wl.get("pause_s", 0) > 0:
+            wl["pause_s"] = round(wl["pause_s"] * d, 3)  # a quiet gap is a duration too
     settings = data["workload"]["settings"]
     for key in SETTINGS_DURATIONS + SETTINGS_PAUSES:
         # Closed-loop settings (switching) and sequential pauses are durations too.
@@ -201,7 +203,7 @@ def _check(exp: Experiment, repetitions: int) -> None:
         raise ConfigError(f"{src}: workload.mix: expected distinct request names, got {names}")
     for m in wl["mix"]:
         try:
-            compile_kind(m["name"], m.get("body", {}), m.get("vars", {}))
+            compile_kind(m["name"], m.get("body", {}), m.get("vars", {}), check_only=True)
         except ConfigError as e:
             raise ConfigError(f"{src}: {e}") from None
     if generator in ("openloop", "wrk2", "sequential"):

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from benchpipe.experiment import Experiment, Point
-from benchpipe.stackspec import resolve_data_files, resolve_stack
+from benchpipe.generators.templates import data_file_refs
+from benchpipe.generators.templates import resolve_data_files as resolve_mix_files
+from benchpipe.stackspec import resolve_data_files as resolve_data_step_files
+from benchpipe.stackspec import resolve_stack
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,6 +63,11 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
     for p, v in point.params.items():
         if exp.param_meta(p).get("role") == "concurrency":
             generator["settings"]["concurrency"] = v
+    # Files the run configuration supplies (config data_files), named by the mix: resolved here so the
+    # point's hash changes with them, and listed for the stack's data step (copied to the client).
+    mix = exp.mix(point.params)
+    refs = sorted({ref for m in mix for ref in data_file_refs(m.get("vars"))})
+    mix = resolve_mix_files(mix, config.get("data_files") or {}, f"{exp.source}: workload")
     spec = {
         "experiment": exp.name,
         "suite": exp.suite,
@@ -74,7 +82,8 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "machines": exp.machines(base["cluster"]),
         "workload": {
             "path": wl["path"],
-            "mix": exp.mix(point.params),
+            "mix": mix,
+            "data_files": {ref: config["data_files"][ref] for ref in refs},
             "warmup_s": base.get("workload", {}).get("warmup_s", wl["warmup_s"]),
             "measure_s": base.get("workload", {}).get("measure_s", wl["measure_s"]),
             "pause_s": wl["pause_s"],
@@ -88,7 +97,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             "registry": stack["registry"],
             "host_files": stack["host_files"],
             "wipes": stack["wipes"],
-            "data": resolve_data_files(stack["data"], config.get("data_files") or {}, REPO),
+            "data": resolve_data_step_files(stack["data"], config.get("data_files") or {}, REPO),
             "ready": stack["ready"],
         },
         "env": env,

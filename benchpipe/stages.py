@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shlex
 import shutil
 import tempfile
 import time
@@ -346,14 +347,23 @@ def _generator(spec: dict[str, Any], deployer: Any, stack: Any, timing: dict[str
 def _remote_generator(
     ctx: dict[str, Any], generator: Any, gen_cfg: dict[str, Any], endpoint: str, timing: dict[str, Any]
 ) -> tuple[str, Any]:
-    """wrk2 runs on the cluster's client machine; where it is missing, the built-in generator runs
-    from the controller instead (recorded in the point's timing as generator_host)."""
+    """The load runs on the cluster's client machine (the gateway's port is open only inside the
+    cluster): wrk2, or the switching client (closedloop). Where wrk2 is missing, the built-in
+    generator runs from the controller instead (recorded in the point's timing as generator_host)."""
     from benchpipe import remote
 
     client = ctx.get("client")
-    if gen_cfg["name"] != "wrk2" or client is None:
+    if gen_cfg["name"] not in ("wrk2", "closedloop") or client is None:
         timing["generator_host"] = "controller"
         return endpoint, generator
+
+    def runner(argv: list[str], timeout_s: float) -> str:
+        return remote.run(client, " ".join(argv), timeout_s)
+
+    if gen_cfg["name"] == "closedloop":
+        generator.s.update(runner=runner)
+        timing["generator_host"] = client.name
+        return ctx["target"], generator
     binary = gen_cfg["settings"].get("binary", "wrk")
     has_wrk2 = remote.run(client, f"{binary} --help 2>&1 | grep -q -- --rate && echo yes || true").strip() == "yes"
     if not has_wrk2:
@@ -362,16 +372,14 @@ def _remote_generator(
         return endpoint, registry.load("generator", "openloop")(gen_cfg["settings"])
 
     def put(path: str, text: str) -> None:
+        # The point's folder is made on the stack's hosts, not on the client: the script makes its own.
+        remote.run(client, f"mkdir -p {shlex.quote(str(Path(path).parent))}")
         with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
             f.write(text)
             f.flush()
             remote.put(client, f.name, path)
 
-    generator.s.update(
-        runner=lambda argv, timeout_s: remote.run(client, " ".join(argv), timeout_s),
-        put=put,
-        script_dir=ctx["work_dir"],
-    )
+    generator.s.update(runner=runner, put=put, script_dir=ctx["work_dir"])
     timing["generator_host"] = client.name
     return ctx["target"], generator
 

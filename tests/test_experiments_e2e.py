@@ -32,7 +32,7 @@ def tiny_suite(root: Path) -> None:
     for f in SUITE.glob("[!_]*.yaml"):
         data = yaml.safe_load(f.read_text())
         data["sweep"] = {k: v[:1] for k, v in data["sweep"].items()}
-        data["workload"].update({"warmup_s": 0.5, "measure_s": 2.0})
+        data["workload"].update({"warmup_s": 0.5, "measure_s": 2.0, "pause_s": 0})
         for b in (data.get("baselines") or {}).values():
             if isinstance(b, dict):
                 b.pop("workload", None)
@@ -44,6 +44,7 @@ def tiny_suite(root: Path) -> None:
         "experiments": ["singleop", "hotel", "movie", "retwis", "overhead", "switching"],
         "scale": {"rate": 0.2},
         "measure": {"retries": 0},
+        "data_files": {"halfmoon_movie_data": "workloads/standin/data/movie_data.json"},
     }
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 

@@ -390,7 +390,8 @@ def test_gateway_serves_only_registered_functions_after_the_start_gate(tmp_path,
         assert status("/function/gateway") == 404  # GET: not served
         assert status("/asyncFunction/nosuch", {}) == 404  # not in the registry
         assert status("/asyncFunction/gateway/x", {}) == 404
-        call = {"InstanceId": "", "CallerName": "", "Async": True, "Input": {"Function": "user", "Input": {}}}
+        user = {"Username": "Cornell_1", "Password": "1111111111"}
+        call = {"InstanceId": "", "CallerName": "", "Async": True, "Input": {"Function": "user", "Input": user}}
         # No launcher registered yet: the call fails (recorded as failed).
         assert status("/asyncFunction/gateway", call) == 200
         wait_lines(results, 1)

@@ -33,7 +33,7 @@ def make_workdir(tmp_path: Path, baselines=("unsafe", "boki"), rates=(20, 40), e
     shutil.copy(src / "_halfmoon.yaml", suite)
     hotel = yaml.safe_load((src / "hotel.yaml").read_text())
     hotel["sweep"] = {"qps": list(rates)}
-    hotel["workload"].update({"warmup_s": 0.4, "measure_s": 2.0})
+    hotel["workload"].update({"warmup_s": 0.4, "measure_s": 2.0, "pause_s": 0})
     common = yaml.safe_load((suite / "_halfmoon.yaml").read_text())
     hotel["baselines"] = {b: common["baselines"][b] for b in baselines}
     (suite / "_halfmoon.yaml").write_text(yaml.safe_dump({k: v for k, v in common.items() if k != "baselines"}))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +20,23 @@ from benchpipe.deployers.process import free_port
 REPO = Path(__file__).resolve().parent.parent
 
 # Reads and writes each hotel request type performs (workloads/README.md).
-HOTEL_OPS = {"search": (11, 0), "recommend": (6, 0), "user": (1, 0), "reserve": (2, 1)}
+HOTEL_OPS = {"search": (11, 0), "recommend": (6, 0), "user": (1, 0), "reserve": (3, 2)}
+# The real load's bodies (reference/halfmoon-real-services.md section 5.2), one of each kind.
+HOTEL_INPUT = {
+    "search": {"Lat": 38.0175, "Lon": -122.127, "InDate": "2015-04-09", "OutDate": "2015-04-17"},
+    "recommend": {"Require": "rate", "Lat": 37.9, "Lon": -122.0},
+    "user": {"Username": "Cornell_42", "Password": "42" * 10},
+    "reserve": {"userId": "user1", "hotelId": "7", "flightId": "93"},
+}
+
+
+def real(function: str | None, inner: dict | None, async_: bool = True) -> dict:
+    body = {"InstanceId": "", "CallerName": "", "Async": async_, "Input": {}}
+    if function is not None:
+        body["Input"] = {"Function": function, "Input": inner or {}}
+    return body
+
+
 # Which operations each baseline appends to the durable log.
 PROTOCOLS = {
     ("unsafe", None): (False, False),
@@ -76,6 +94,21 @@ class Standin:
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
 
+    def status(self, path: str, body: dict) -> int:
+        try:
+            self.post(path, body)
+            return 200
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    def results_when(self, n: int) -> list[dict]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+            not self.results.exists() or len(self.results.read_text().splitlines()) < n
+        ):
+            time.sleep(0.05)
+        return [json.loads(line) for line in self.results.read_text().splitlines()]
+
     def stats(self) -> dict:
         return json.loads(self.get("/stats"))
 
@@ -91,7 +124,7 @@ def test_hotel_appends_match_protocol(tmp_path, system, mode):
     try:
         for kind in HOTEL_OPS:
             for _ in range(3):
-                s.post(f"/function/{kind}", {"Input": {"Function": kind}})
+                s.post("/function/gateway", real(kind, HOTEL_INPUT[kind], async_=False))
         st = s.stats()
     finally:
         assert s.stop() == 0
@@ -106,10 +139,7 @@ def test_hotel_appends_match_protocol(tmp_path, system, mode):
 def test_async_results_fields_and_order(tmp_path):
     s = Standin(tmp_path, "hotel", "boki", None)
     try:
-        ids = [
-            s.post("/asyncFunction/gateway", {"Async": True, "Input": {"Function": "search"}})["callId"]
-            for _ in range(20)
-        ]
+        ids = [s.post("/asyncFunction/gateway", real("search", HOTEL_INPUT["search"]))["callId"] for _ in range(20)]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (not s.results.exists() or len(s.results.read_text().splitlines()) < 20):
             time.sleep(0.05)
@@ -122,12 +152,9 @@ def test_async_results_fields_and_order(tmp_path):
 
 
 def test_log_grows_and_gc_shrinks_it(tmp_path):
-    s = Standin(tmp_path, "rw", "boki", None, "--num-keys", "50", "--gc-interval-ms", "300")
+    s = Standin(tmp_path, "rw", "boki", None, "--num-keys", "50", "--num-ops", "4", "--gc-interval-ms", "300")
     try:
-        sizes = [
-            s.post("/function/rw", {"Input": {"Function": "rw", "NumOps": 4, "ReadRatio": 0.5}})["LogSize"]
-            for _ in range(3)
-        ]
+        sizes = [s.post("/function/rw", real(None, None, async_=False))["LogSize"] for _ in range(3)]
         assert sizes[0] > 0 and sizes[2] > sizes[0]
         time.sleep(1.0)  # more than two GC ticks with no new appends
         assert s.stats()["log_bytes"] == 0
@@ -135,21 +162,81 @@ def test_log_grows_and_gc_shrinks_it(tmp_path):
         assert s.stop() == 0
 
 
-def test_switching_changes_what_is_logged(tmp_path):
+def switching_body(mode: str, read_ratio: float) -> dict:
+    # The artifact's switching client: synchronous, the mode in every request.
+    return {
+        "InstanceId": "",
+        "CallerName": "",
+        "Async": False,
+        "Input": {"mode": mode, "readRatio": read_ratio, "nOps": 10},
+    }
+
+
+def test_switching_logs_what_each_request_names(tmp_path):
     s = Standin(tmp_path, "switching", "halfmoon", "read", "--num-keys", "50")
     try:
-        body = {"Input": {"Function": "rw", "NumOps": 4, "ReadRatio": 0.5}}
-        s.post("/function/rw", body)
-        first = s.stats()["appends"]["rw"]
-        t = s.post("/switchMode", {"mode": "write"})
-        assert t["end"] >= t["begin"]
-        s.post("/function/rw", body)
-        st = s.stats()
+        out = s.post("/function/rw", switching_body("READLOG", 0.2))
+        assert out == {"Mode": "READLOG", "Reads": 2, "Writes": 8}
+        assert s.stats()["appends"]["rw"] == 2  # READLOG: the 2 reads
+        s.post("/function/rw", switching_body("WRITELOG", 0.8))
+        assert s.stats()["appends"]["rw"] == 2 + 2  # WRITELOG: the 2 writes
+        s.post("/function/rw", switching_body("TRANSITIONAL", 0.8))
+        assert s.stats()["appends"]["rw"] == 4 + 10  # TRANSITIONAL: every operation
+        bad = switching_body("READLOG", 0.2)
+        del bad["Input"]["nOps"]
+        assert s.status("/function/rw", bad) == 500  # the real rw panics on a missing field
+        assert s.status("/switchMode", {"mode": "write"}) == 404  # no such endpoint in the real system
     finally:
         assert s.stop() == 0
-    assert first == 2  # reads logged under LoggingMode=read
-    assert st["appends"]["rw"] == 4  # then writes under LoggingMode=write
-    assert st["mode"] == "write" and len(st["transitions"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("app", "path", "good", "wrong"),
+    [
+        ("movie", "/asyncFunction/Frontend", "Compose", "compose"),
+        ("retwis", "/asyncFunction/login", "Login", "login"),
+        ("hotel", "/asyncFunction/gateway", "search", "Search"),
+    ],
+)
+def test_real_function_names_run_and_others_fail_as_recorded_calls(tmp_path, app, path, good, wrong):
+    inner = {
+        "Compose": {"Username": "username_3", "Password": "password_3", "Title": "T", "Rating": 7, "Text": "x" * 256},
+        "Login": {"Username": "user12", "Password": "pwd12"},
+        "search": HOTEL_INPUT["search"],
+    }[good]
+    s = Standin(tmp_path, app, "unsafe", None, "--num-users", "100")
+    try:
+        s.post(path, real(good, inner))
+        s.post(path, real(wrong, inner))  # accepted by the gateway, failed by the handler
+        assert s.status("/asyncFunction/nosuchfunction", real(good, inner)) == 404
+        recs = sorted(s.results_when(2), key=lambda r: r["recvTs"])
+    finally:
+        assert s.stop() == 0
+    assert [r["success"] for r in recs] == [True, False]
+    assert wrong in base64.b64decode(recs[1]["output"]).decode()
+
+
+def test_retwis_functions_have_their_own_paths_and_singleop_reports_us_under_output(tmp_path):
+    s = Standin(tmp_path, "retwis", "unsafe", None, "--num-users", "100")
+    try:
+        for fn, name, inner in [
+            ("login", "Login", {"Username": "user5", "Password": "pwd5"}),
+            ("profile", "Profile", {"Username": "user5"}),
+            ("timeline", "Timeline", {"Username": "user5"}),
+            ("post", "Post", {"Username": "user5", "Content": ""}),
+        ]:
+            assert s.post(f"/function/{fn}", real(name, inner, async_=False))
+        assert s.post("/function/login", real("Login", {"Username": "user5", "Password": "pwd5"}, False))["ok"]
+        assert s.status("/function/gateway", real("Login", {"Username": "user5", "Password": "pwd5"}, False)) == 404
+    finally:
+        assert s.stop() == 0
+    s = Standin(tmp_path / "s", "singleop", "unsafe", None, "--num-keys", "100")
+    try:
+        out = s.post("/function/singleop", real(None, None, async_=False))
+    finally:
+        assert s.stop() == 0
+    assert set(out) == {"Output"} and set(out["Output"]) == {"Read", "Write", "Invoke"}
+    assert all(isinstance(v, int) and v >= 0 for v in out["Output"].values())  # whole microseconds
 
 
 def test_sigterm_leaves_no_process(tmp_path):

@@ -36,15 +36,33 @@ def write_outputs(path: Path, outputs: list[dict], t0: int = 1_700_000_000_000_0
 
 
 def test_singleop_per_operation(tmp_path):
-    # 12 warm-up entries skipped (1/6 of 72), then reads 1..60 ms, writes 2x, invoke constant, one read outlier.
-    outs = [{"Read": 999.0, "Write": 999.0, "Invoke": 999.0}] * 12
-    outs += [{"Read": float(i), "Write": 2.0 * i, "Invoke": 0.5} for i in range(1, 61)]
-    outs[-1] = {**outs[-1], "Read": 10_000.0}  # at or above 30 x the median: dropped
+    # The real format: microseconds nested under Output. 12 warm-up entries skipped (1/6 of 72),
+    # then reads 1..60 ms, writes 2x, invoke constant, one read outlier.
+    outs = [{"Output": {"Read": 999_000, "Write": 999_000, "Invoke": 999_000}}] * 12
+    outs += [{"Output": {"Read": 1000 * i, "Write": 2000 * i, "Invoke": 500}} for i in range(1, 61)]
+    outs[-1] = {"Output": {**outs[-1]["Output"], "Read": 10_000_000}}  # at or above 30 x the median: dropped
     write_outputs(tmp_path, outs)
     row = point_singleop(tmp_path, SUMMARY, {})
     assert row["read_n"] == 59 and row["read_p50_ms"] == pytest.approx(30.0)
     assert row["write_p50_ms"] == pytest.approx(61.0)  # 2 x 30.5: median of 2..120 step 2
     assert row["invoke_p99_ms"] == pytest.approx(0.5)
+
+
+def test_singleop_reads_a_real_output_line_and_refuses_the_old_top_level_form(tmp_path):
+    # One async_results line as the real gateway writes it for a singleop call (output: base64 JSON).
+    out = base64.b64encode(b'{"Output":{"Read":4120,"Write":6830,"Invoke":2210}}').decode()
+    line = (
+        '{"callId":"1a2b","recvTs":1700000000000000,"dispatchTs":1700000000000100,'
+        f'"finishedTs":1700000000013500,"success":true,"output":"{out}"}}\n'
+    )
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "async_results").write_text(line * 6)
+    row = point_singleop(tmp_path, SUMMARY, {})
+    assert row["read_p50_ms"] == pytest.approx(4.12) and row["write_p50_ms"] == pytest.approx(6.83)
+    assert row["invoke_p50_ms"] == pytest.approx(2.21)
+    write_outputs(tmp_path, [{"Read": 4.1, "Write": 6.8, "Invoke": 2.2}] * 6)  # top-level ms: not what runs
+    with pytest.raises(RawDataError, match="Output"):
+        point_singleop(tmp_path, SUMMARY, {})
 
 
 def test_time_average_and_write_lifetime():
@@ -89,6 +107,25 @@ def test_trace_parser_and_switching_rows(tmp_path):
     rows = point_switching(tmp_path, SUMMARY, {"concurrency": 16})
     assert [r["kind"] for r in rows].count("transition") == 1
     assert next(r for r in rows if r["kind"] == "transition")["time_s"] == pytest.approx(0.2)
+
+
+def test_a_transition_continued_by_later_cycles_or_still_open_at_the_end(tmp_path):
+    # The client prints BEGIN at every cycle change that finds calls still transitional.
+    (tmp_path / "trace.txt").write_text(
+        "500000: BEGIN TRANSITION\n1000000: BEGIN TRANSITION\n1200000: END TRANSITION\n"
+        "1500000: BEGIN TRANSITION\n10: 1.00ms READLOG\n600000: 2.00ms TRANSITIONAL\n"
+    )
+    requests, transitions = parse_trace(tmp_path / "trace.txt")
+    assert [r["mode"] for r in requests] == ["READLOG", "TRANSITIONAL"]
+    assert transitions == [
+        {"begin_us": 500_000, "end_us": 1_200_000, "duration_ms": 700.0},
+        {"begin_us": 1_500_000, "end_us": None, "duration_ms": None},
+    ]
+    rows = point_switching(tmp_path, SUMMARY, {"concurrency": 16})
+    df = pl.DataFrame([{**r, "concurrency": 16} for r in rows if r["kind"] == "request" or r["duration_ms"] is None])
+    from benchpipe.plots.timeline import timeline
+
+    assert timeline(df, {"title": "t"}).to_dict()  # no transition ended: still drawn
 
 
 def test_bad_trace_line_is_named(tmp_path):

@@ -27,8 +27,12 @@ def timeline(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart:
             req = req.filter(pl.col("latency_ms") < median * OUTLIER_FACTOR)
         if req.height > MAX_POINTS:
             req = req.gather_every(req.height // MAX_POINTS + 1)
+        duration = pl.col("duration_ms").cast(pl.Float64)  # all null when no transition ended
         trans = part.filter(pl.col("kind") == "transition").with_columns(
-            pl.format("{} ms", pl.col("duration_ms").round(1)).alias("text")
+            pl.when(duration.is_null())
+            .then(pl.lit("not over at the end"))
+            .otherwise(pl.format("{} ms", duration.round(1)))
+            .alias("text")
         )
         x = alt.X("time_s:Q", title="Time (s)")
         dots = (

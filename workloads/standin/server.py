@@ -2,7 +2,7 @@
 
 POST /asyncFunction/<fn>   answer at once with a callId; run later; one async_results line when done
 POST /function/<fn>        run and answer with the output
-POST /switchMode           {"mode": "read"|"write"}: drain in-flight calls, flip the logging mode
+                           (<fn> not a function of the app: 404, as the real gateway)
 GET  /healthz              200 once state is populated and the workers are up
 GET  /stats                appends, reads, writes per request kind (for tests)
 """
@@ -58,18 +58,8 @@ class Gateway:
         self.inflight = 0
         self.idle = asyncio.Event()
         self.idle.set()
-        self.gate = asyncio.Event()  # cleared while a mode switch drains the calls in flight
-        self.gate.set()
-        self.transitions: list[dict[str, Any]] = []
         self.gc_interval_ms = args.gc_interval_ms
         self.seq = 0
-
-    def kind_of(self, fn: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        inp = body.get("Input") if isinstance(body.get("Input"), dict) else {}
-        kind = inp.get("Function") or fn
-        if kind in ("gateway", "Frontend"):
-            kind = self.app.kinds[0]
-        return str(kind), inp
 
     def run_call(self, kind: str, params: dict[str, Any], seed: int, call_id: str, recv: int) -> dict[str, Any]:
         dispatch = now_us()
@@ -93,8 +83,7 @@ class Gateway:
         with self.results_lock:
             self.results.write(json.dumps(rec, separators=(",", ":")) + "\n")
 
-    async def _enter(self) -> None:
-        await self.gate.wait()
+    def _enter(self) -> None:
         self.inflight += 1
         self.idle.clear()
 
@@ -104,13 +93,17 @@ class Gateway:
             self.idle.set()
 
     async def _call_of(self, request: web.Request) -> tuple[str, dict[str, Any]] | web.Response:
-        """The request type and its parameters, or the 404 answer for an unknown function."""
-        body = await request.json() if request.can_read_body else {}
-        kind, params = self.kind_of(request.match_info["fn"], body if isinstance(body, dict) else {})
-        if kind not in self.app.kinds:
-            return web.json_response({"error": f"unknown function {kind}"}, status=404)
+        """The request type and its parameters, or the 404 answer for a function the app does not have."""
+        fn = request.match_info["fn"]
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            body = {}  # not JSON: the call runs and fails on its missing parameters
+        call = self.app.route(fn, body if isinstance(body, dict) else {})
+        if call is None:
+            return web.Response(status=404, text=f"no function {fn}")
         self.seq += 1
-        return kind, params
+        return call
 
     async def async_function(self, request: web.Request) -> web.Response:
         recv = now_us()
@@ -122,7 +115,7 @@ class Gateway:
         seed = self.seq
 
         async def run() -> None:
-            await self._enter()
+            self._enter()
             try:
                 rec = await asyncio.get_running_loop().run_in_executor(
                     self.pool, self.run_call, kind, params, seed, call_id, recv
@@ -142,7 +135,7 @@ class Gateway:
         if isinstance(call, web.Response):
             return call
         kind, params = call
-        await self._enter()
+        self._enter()
         try:
             rec = await asyncio.get_running_loop().run_in_executor(
                 self.pool, self.run_call, kind, params, self.seq, f"s{self.seq:x}", recv
@@ -152,27 +145,11 @@ class Gateway:
         self.write_result(rec)
         return web.json_response(json.loads(base64.b64decode(rec["output"])), status=200 if rec["success"] else 500)
 
-    async def switch_mode(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        mode = body.get("mode")
-        if mode not in ("read", "write") or self.store.system != "halfmoon":
-            return web.json_response({"error": "mode must be read or write, on a halfmoon stack"}, status=400)
-        begin = now_us()
-        self.gate.clear()  # new calls wait: none may run half under each mode
-        try:
-            await self.idle.wait()  # calls in flight finish under the old mode
-            self.store.set_mode(mode)
-        finally:
-            self.gate.set()
-        end = now_us()
-        self.transitions.append({"mode": mode, "begin": begin, "end": end})
-        return web.json_response({"mode": mode, "begin": begin, "end": end})
-
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if self.ready else 503, text="ok" if self.ready else "starting")
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response({**self.store.stats(), "inflight": self.inflight, "transitions": self.transitions})
+        return web.json_response({**self.store.stats(), "inflight": self.inflight})
 
     async def gc_loop(self) -> None:
         # A GC tick checkpoints the state: log entries from before the previous tick are no longer needed.
@@ -249,7 +226,6 @@ async def _serve(args: argparse.Namespace) -> None:
     app = web.Application(client_max_size=1 << 20)
     app.router.add_post("/asyncFunction/{fn}", gw.async_function)
     app.router.add_post("/function/{fn}", gw.sync_function)
-    app.router.add_post("/switchMode", gw.switch_mode)
     app.router.add_get("/healthz", gw.healthz)
     app.router.add_get("/stats", gw.stats)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -95,19 +95,20 @@ class Store:
             self.appends[kind] += 1
             self.log_bytes += size
 
-    def read(self, kind: str, key: str) -> bytes | None:
+    def read(self, kind: str, key: str, log: frozenset[str] | None = None) -> bytes | None:
+        """`log`: what this call logs, when the request names its mode (switching); else the stack's."""
         state, _ = self._conns()
         row = state.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
         value = row[0] if row else None
         with self._stats_lock:
             self.reads[kind] += 1
-        if "read" in self.logged:
+        if "read" in (self.logged if log is None else log):
             # The read's result is logged so that a re-execution reads the same value.
             self._append(kind, "read", key, value)
         return value
 
-    def write(self, kind: str, key: str, value: bytes) -> None:
-        if "write" in self.logged:
+    def write(self, kind: str, key: str, value: bytes, log: frozenset[str] | None = None) -> None:
+        if "write" in (self.logged if log is None else log):
             self._append(kind, "write", key, value)
         state, _ = self._conns()
         state.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))

@@ -66,8 +66,8 @@ SWITCH_MODES = ("READLOG", "WRITELOG", "TRANSITIONAL")
 
 
 def request_kind(app: str, binary: str, body: Any) -> tuple[str, dict[str, Any]]:
-    """What the entry function does with a request body; Panic where the real handler panics.
-    Returns the stand-in app's request kind and the Input."""
+    """What the entry function dispatches on; Panic where the real handler panics. Returns the
+    request kind and the Input (the gateway then runs the call through the stand-in app's route)."""
     inp = body.get("Input") if isinstance(body, dict) else None
     inp = inp if isinstance(inp, dict) else {}
     fn = inp.get("Function")

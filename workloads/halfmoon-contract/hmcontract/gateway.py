@@ -121,12 +121,15 @@ class Calls:
             dispatch = now_us()
             out, ok = {"error": f"no engine has a launcher for {fn}"}, False
         else:
-            kind, params = request_kind(launcher["app"], launcher["binary"], body)  # Panic propagates
+            request_kind(launcher["app"], launcher["binary"], body)  # the handler's dispatch: Panic propagates
             dispatch = 0
             try:
                 app = self.app_for(launcher)  # the first call waits for the state to be populated
                 dispatch = now_us()
-                out, ok = app.call(kind, params, random.Random(self.seq)), True
+                routed = app.route(launcher["binary"], body if isinstance(body, dict) else {})
+                if routed is None:
+                    raise LookupError(f"the stand-in's {launcher['app']} app has no entry {launcher['binary']}")
+                out, ok = app.call(routed[0], routed[1], random.Random(self.seq)), True
             except Exception as e:
                 dispatch = dispatch or now_us()
                 out, ok = {"error": f"{e.__class__.__name__}: {e}"}, False
