@@ -57,7 +57,7 @@ def contract_workdir(tmp_path: Path, moto: str) -> Path:
     for name in ("hotel", "retwis"):
         exp = yaml.safe_load((src / f"{name}.yaml").read_text())
         exp["sweep"] = {"qps": [20]}
-        exp["workload"].update({"warmup_s": 0.5, "measure_s": 2.0})
+        exp["workload"].update({"warmup_s": 0.5, "measure_s": 2.0, "pause_s": 0})
         if name == "retwis":  # 20,005 sequential UpdateItems per point is minutes; the same code path
             exp["stack"]["env"]["NUM_USERS"] = 200
         (suite / f"{name}.yaml").write_text(yaml.safe_dump(exp))
