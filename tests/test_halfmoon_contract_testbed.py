@@ -114,13 +114,14 @@ class TableWatch:
         self.thread.start()
 
     def _run(self) -> None:
-        while not self.stop.wait(0.3):
+        while not self.stop.wait(0.5):
             try:
                 for t in self.ddb.list_tables()["TableNames"]:
                     n = self.seen.setdefault(t, 0)
                     if t.endswith("user"):
-                        self.seen[t] = max(n, self.ddb.scan(TableName=t, Select="COUNT")["Count"])
-            except Exception:  # a table dropped between list and scan
+                        count = self.ddb.describe_table(TableName=t)["Table"]["ItemCount"]
+                        self.seen[t] = max(n, count)
+            except Exception:  # a table dropped between list and describe
                 continue
 
     def tables_now(self) -> list[str]:
