@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
+from benchpipe import stackspec
 from benchpipe.experiment import Experiment, Point
 from benchpipe.generators.templates import data_file_refs
 from benchpipe.generators.templates import resolve_data_files as resolve_mix_files
-from benchpipe.stackspec import resolve_data_files as resolve_data_step_files
-from benchpipe.stackspec import resolve_stack
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def canonical_hash(data: Any) -> str:
@@ -38,7 +34,7 @@ def _deployer_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[str, Any]:
     base = exp.baseline(point.baseline)
-    stack = resolve_stack(exp.data, point.baseline, exp.source)
+    stack = stackspec.resolve_stack(exp.data, point.baseline, exp.source)
     wl = exp.data["workload"]
     env: dict[str, str] = {k: str(v) for k, v in {**exp.data["stack"].get("env", {}), **base.get("env", {})}.items()}
     for p, v in point.params.items():
@@ -97,8 +93,9 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             "registry": stack["registry"],
             "host_files": stack["host_files"],
             "wipes": stack["wipes"],
-            "data": resolve_data_step_files(stack["data"], config.get("data_files") or {}, REPO),
+            "data": stackspec.resolve_data_files(stack["data"], config.get("data_files") or {}, stackspec.REPO),
             "ready": stack["ready"],
+            "after_ready": stack["after_ready"],
         },
         "env": env,
         "deployer": _deployer_config(config),

@@ -44,18 +44,14 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fill_text(text: str, values: dict[str, str], where: str) -> str:
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name in values:
-            return values[name]
-        if name in RUNTIME:
-            return m.group(0)
-        known = ", ".join(sorted(set(values) | RUNTIME))
-        raise ConfigError(
-            f"{where}: unknown variable {{{name}}}; expected one of {known} (stack.vars, baselines.*.vars)"
-        )
-
-    return VAR.sub(sub, text)
+    out = VAR.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+    for name in VAR.findall(out):
+        if name not in RUNTIME:
+            known = ", ".join(sorted(n for n, v in values.items() if not VAR.search(v)))
+            raise ConfigError(
+                f"{where}: unknown variable {{{name}}}; expected one of {known} (stack.vars, baselines.*.vars)"
+            )
+    return out
 
 
 def fill(data: Any, values: dict[str, str], where: str) -> Any:
@@ -84,10 +80,7 @@ def resolve_vars(raw: dict[str, Any], where: str) -> dict[str, str]:
                 values[k], changed = new, True
         if not changed:
             break
-    for k, v in values.items():
-        for name in VAR.findall(v):
-            if name not in RUNTIME:
-                raise ConfigError(f"{where}.{k}: variable {{{name}}} is unknown or refers back to {k}")
+    # A variable left unresolved (it names an unknown one, or itself) is an error where it is used.
     return values
 
 
@@ -133,8 +126,6 @@ def resolve_stack(data: dict[str, Any], baseline: str, source: str) -> dict[str,
     # The baseline's own services (its system's infrastructure) first, then the experiment's.
     for name in [n for n in own if n not in stack.get("services", {})] + list(stack.get("services", {})):
         svc = deep_merge(stack.get("services", {}).get(name) or {}, own.get(name) or {})
-        if name in own and own[name] is None:
-            continue  # a baseline leaves out a service of the experiment
         if svc.get("function"):
             svc = deep_merge(defaults, svc)
             fn = svc["function"]
@@ -192,13 +183,17 @@ def resolve_stack(data: dict[str, Any], baseline: str, source: str) -> dict[str,
         "tables": tables,
         "data": data_step,
         "ready": dict(stack.get("ready", {})),
+        "after_ready": [dict(a) for a in stack.get("after_ready", [])],
         "vars": values,
     }
 
 
 def point_env_names(data: dict[str, Any]) -> set[str]:
-    """Every variable a point of the experiment can set in the stack's environment."""
-    names = set(data.get("stack", {}).get("env", {})) | {"TABLE_PREFIX", "AWS_REGION"}
+    """Every variable a point of the experiment can set in the stack's environment, and those the
+    function defaults name (LoggingMode, in an experiment cut down to baselines without it)."""
+    stack = data.get("stack", {})
+    names = set(stack.get("env", {})) | {"TABLE_PREFIX", "AWS_REGION"}
+    names |= set((stack.get("function_defaults") or {}).get("point_env") or [])
     for b in data["baselines"].values():
         names |= set(b.get("env", {}))
     for meta in data.get("parameters", {}).values():

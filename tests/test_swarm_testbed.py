@@ -57,8 +57,12 @@ def swarm_workdir(
         },
         "baseline": {"machines": [{"name": node, "role": "manager"}, {"name": "client", "role": "client"}]},
     }
+    # The stand-in image plays the whole system here: none of the real path's function services,
+    # host files, wipes, tables, data step or readiness probe (the contract stand-in's test has them).
+    common["stack"] = {"process": common["stack"]["process"]}
     (suite / "_halfmoon.yaml").write_text(yaml.safe_dump(common))
     hotel = yaml.safe_load((suite / "hotel.yaml").read_text())
+    hotel.pop("stack", None)
     hotel["parameters"] = {"qps": {"short": "qps", "role": "rate", "env": "QPS"}}
     for _name, b in hotel["baselines"].items():
         cmd = (

@@ -47,7 +47,10 @@ def _placement(name: str, svc: dict[str, Any], shape: Cluster) -> dict[str, Any]
                 f"services.{name}.replicas: {deploy['replicas']} replicas do not fit on the {len(carriers)} "
                 f"machine(s) labelled {label} at {svc.get('max_per_node', 1)} per machine"
             )
-    deploy["restart_policy"] = {"condition": "none"}  # a crash fails the point; it is not hidden by a restart
+    # Default: a crash fails the point, it is not hidden by a restart. A system whose components
+    # retry by restarting until their peers are up says so (restart: any); the deployer still fails
+    # the point on any task that fails once the stack is ready.
+    deploy["restart_policy"] = {"condition": svc.get("restart", "none")}
     return deploy
 
 

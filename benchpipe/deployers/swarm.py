@@ -48,6 +48,9 @@ class SwarmStack:
     ready_command: str = ""  # run on the manager; the stack is ready only once it succeeds
     dynamodb: dict[str, Any] = field(default_factory=dict)  # where the tables are (region, endpoint_url)
     deployed: dict[str, Any] = field(default_factory=dict)  # what ran: for the point's manifest
+    restarts: dict[str, str] = field(default_factory=dict)  # service -> its restart condition
+    tolerated: list[str] = field(default_factory=list)  # tasks that failed (and restarted) before ready
+    after_ready: list[dict[str, Any]] = field(default_factory=list)  # host steps once ready (stack.after_ready)
 
 
 class SwarmDeployer:
@@ -92,6 +95,7 @@ class SwarmDeployer:
             for hf in deployment.get("host_files", [])
         ]
         wipes = [{**w, "machines": self._select(cluster, w["hosts"])} for w in deployment.get("wipes", [])]
+        after_ready = [{**a, "machines": self._select(cluster, a["hosts"])} for a in deployment.get("after_ready", [])]
         data = deployment.get("data")
         if data:
             if not region:
@@ -115,8 +119,10 @@ class SwarmDeployer:
             "registry": registry,
             "host_files": host_files,
             "wipes": wipes,
+            "after_ready": after_ready,
             "data": data,
             "images": sorted({svc["image"] for svc in services.values()}),
+            "restarts": {n: svc.get("restart", "none") for n, svc in services.items()},
             "machines": sorted(hosts),
         }
 
@@ -213,6 +219,8 @@ class SwarmDeployer:
             ready_command=rendered.get("ready_command", ""),
             dynamodb=dynamodb,
             deployed=deployed,
+            restarts=dict(rendered.get("restarts", {})),
+            after_ready=list(rendered.get("after_ready", [])),
         )
 
     # --- before the stack: data step, wipes, host files ---------------------------------------
@@ -394,8 +402,28 @@ class SwarmDeployer:
         """Where the load generator runs (the client machine) and the gateway it targets from there."""
         return {"client": self.client(stack), "target": stack.internal_endpoint, "work_dir": stack.point_dir}
 
-    def check_healthy(self, stack: SwarmStack) -> None:
-        bad = [t for t in self._tasks(self._manager(stack), stack.stack) if " Failed" in t or " Rejected" in t]
+    def _failed(self, stack: SwarmStack) -> list[tuple[str, str]]:
+        """(task id, line) of the stack's failed or rejected tasks, history included."""
+        out = remote.run(
+            self._manager(stack),
+            f"docker stack ps {shlex.quote(stack.stack)} --no-trunc"
+            " --format '{{.ID}} {{.Name}} {{.CurrentState}} {{.Error}}' 2>/dev/null || true",
+        )
+        lines = [line.split(" ", 1) for line in out.splitlines() if " Failed" in line or " Rejected" in line]
+        return [(parts[0], parts[1] if len(parts) > 1 else "") for parts in lines]
+
+    def check_healthy(self, stack: SwarmStack, starting: bool = False) -> None:
+        """A failed task fails the point, except, while the stack starts, one of a service that
+        restarts (restart: any | on-failure: the artifact's components retry until ZooKeeper's start
+        gate opens and the engine is up); the failures seen until ready are recorded and tolerated."""
+        bad = []
+        for tid, line in self._failed(stack):
+            if tid in stack.tolerated:
+                continue
+            service = line.split(".", 1)[0].removeprefix(f"{stack.stack}_")
+            if starting and stack.restarts.get(service, "none") != "none":
+                continue
+            bad.append(line)
         if bad:
             raise StackError(f"stack {stack.stack}: task(s) failed: " + "; ".join(bad[:5]))
 
@@ -405,10 +433,15 @@ class SwarmDeployer:
         delay = 0.2
         while True:
             if self._ready(stack):
+                stack.tolerated = [tid for tid, _ in self._failed(stack)]
+                self._after_ready(stack)
                 return
-            self.check_healthy(stack)
+            self.check_healthy(stack, starting=True)
             if time.monotonic() > deadline:
-                tasks = "; ".join(self._tasks(self._manager(stack), stack.stack)[:8])
+                # Restarting services' failures first: a component that refuses its command line
+                # restarts until this deadline, and its error is the explanation.
+                failed = [line for _, line in self._failed(stack)]
+                tasks = "; ".join((failed or self._tasks(self._manager(stack), stack.stack))[:8])
                 want = "/".join(map(str, stack.ready_status))
                 extra = f", `{stack.ready_command}` on the manager succeeding" if stack.ready_command else ""
                 raise StackError(
@@ -417,6 +450,15 @@ class SwarmDeployer:
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 3.0)
+
+    def _after_ready(self, stack: SwarmStack) -> None:
+        """The experiment's host steps once the stack is ready (the artifact's engine cpu.shares)."""
+        done = []
+        for step in stack.after_ready:
+            cmd = step["run"].replace("{stack}", stack.stack)
+            out = {h.name: remote.run(h, SUDO + cmd).strip() for h in self._hosts(stack.cluster, step["machines"])}
+            done.append({"machines": step["machines"], "command": cmd, "output": out})
+        stack.deployed["after_ready"] = done
 
     def _completed(self, stack: SwarmStack) -> int:
         """Calls completed so far: lines of async_results on the gateway's host."""
@@ -451,7 +493,12 @@ class SwarmDeployer:
                 self._manager(stack), f"docker image inspect --format '{{{{.Id}}}}' {q} || true"
             ).strip()
         write_json_atomic(dest / "images.json", ids)
-        write_json_atomic(dest / "stack.json", stack.deployed)
+        # The manager's kernel, as the artifact records it (kernel_cmdline, kernel_version).
+        kernel = remote.run(self._manager(stack), "cat /proc/cmdline; uname -a").strip().split("\n")
+        write_json_atomic(
+            dest / "stack.json",
+            {**stack.deployed, "kernel_cmdline": kernel[0], "kernel_version": kernel[-1] if len(kernel) > 1 else ""},
+        )
         return [out]
 
     def collect_logs(self, stack: SwarmStack, dest: Path) -> None:
