@@ -171,6 +171,13 @@ def test_real_stacks_of_hotel_and_retwis_run_on_the_contract_images(tmp_path, mo
         assert commands[entry][:2] == ["/tmp/boki/run_launcher", f"{root}{exp}/{entry.split('-')[0]}"], commands
         if baseline == "halfmoon-read":
             assert "--use_txn_engine" in commands["boki-storage"]
+        assert commands["zookeeper-setup"] == ["/tmp/boki/zk_setup.sh", "1"]
+        # The data step: the app folder copied out of the bench image, then the artifact's init line.
+        data = m["stack"]["data"]
+        app_dir = f"{'b' if baseline == 'unsafe' else ''}{exp}"
+        assert f"shengqipku/halfmoon-bench:sosp-ae cp -r {root}{exp} " in data[1]
+        arg = {"hotel": {"unsafe": " baseline", "halfmoon-read": " cayon"}, "retwis": {"halfmoon-read": " cayon"}}
+        assert data[-1].endswith(f"./{app_dir}/init populate{arg[exp].get(baseline, '')}"), data[-1]
     # Nothing of the stacks is left.
     left = subprocess.run(["docker", "stack", "ls", "--format", "{{.Name}}"], capture_output=True, text=True).stdout
     assert STACK not in left.split()
