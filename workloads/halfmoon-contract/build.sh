@@ -9,7 +9,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-hash=$(cd "$repo" && find workloads/halfmoon-contract workloads/standin -name '*.py' -o -name build.sh | sort \
+hash=$(cd "$repo" && find workloads/halfmoon-contract workloads/standin -type f -not -path '*/__pycache__/*' | sort \
   | xargs sha1sum | sha1sum | cut -c1-16)
 images=(shengqipku/halfmoon:sosp-ae shengqipku/halfmoon-bench:sosp-ae zookeeper:3.6.2)
 current=1
