@@ -111,6 +111,11 @@ class Calls:
                 app = APPS[launcher["app"]](store, s)
                 app.populate()
                 self.app = app
+                print(
+                    f"calls run in the stand-in's {launcher['app']} app, protocol {launcher['variant']}"
+                    f" (LoggingMode {mode}), as {launcher['funcName']}'s launcher reported",
+                    flush=True,
+                )
         return self.app
 
     def run(self, fn: str, body: Any, recv: int) -> dict[str, Any]:
