@@ -113,7 +113,7 @@ class Calls:
                 self.app = app
                 print(
                     f"calls run in the stand-in's {launcher['app']} app, protocol {launcher['variant']}"
-                    f" (LoggingMode {mode}), as {launcher['funcName']}'s launcher reported",
+                    f" (LoggingMode {mode}), as {launcher.get('funcName')}'s launcher reported",
                     flush=True,
                 )
         return self.app
