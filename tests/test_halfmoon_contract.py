@@ -362,7 +362,11 @@ def test_gateway_serves_only_registered_functions_after_the_start_gate(tmp_path,
         "import sys; import hmcontract.checks as c; c.iface_address = lambda i: '10.0.0.5'; "
         "from hmcontract.gateway import main; sys.exit(main(sys.argv[1:]))"
     )
-    env = {**os.environ, "PYTHONPATH": f"{CONTRACT}{os.pathsep}{REPO / 'workloads'}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{CONTRACT}{os.pathsep}{REPO / 'workloads'}",
+        "HMCONTRACT_LAUNCHER_WAIT_S": "0.3",  # how long a call waits for its function's launcher
+    }
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
 
@@ -392,7 +396,7 @@ def test_gateway_serves_only_registered_functions_after_the_start_gate(tmp_path,
         assert status("/asyncFunction/gateway/x", {}) == 404
         user = {"Username": "Cornell_1", "Password": "1111111111"}
         call = {"InstanceId": "", "CallerName": "", "Async": True, "Input": {"Function": "user", "Input": user}}
-        # No launcher registered yet: the call fails (recorded as failed).
+        # No launcher registered yet: the call fails (recorded as failed) after the gateway's short wait.
         assert status("/asyncFunction/gateway", call) == 200
         wait_lines(results, 1)
         launcher = {"app": "hotel", "variant": "boki", "binary": "gateway", "LoggingMode": None, "env": {}}

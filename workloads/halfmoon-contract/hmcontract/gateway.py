@@ -43,6 +43,7 @@ FLAGS = {
     "max_running_requests": "str",
 }
 MODES = {"READLOG": "read", "WRITELOG": "write"}
+LAUNCHER_WAIT_S = float(os.environ.get("HMCONTRACT_LAUNCHER_WAIT_S", "5"))
 
 
 def now_us() -> int:
@@ -74,13 +75,19 @@ class Calls:
         self.results_lock = threading.Lock()
         self.seq = 0
 
-    def launcher(self, fn: str) -> dict[str, Any] | None:
-        if fn not in self.launchers:
+    def launcher(self, fn: str, wait_s: float = LAUNCHER_WAIT_S) -> dict[str, Any] | None:
+        """The function's launcher as its engine published it; a call may wait a little for it (the
+        launchers register a moment after the start gate opens), then fails."""
+        deadline = time.monotonic() + wait_s
+        while fn not in self.launchers:
             with self.zk_lock:
                 kids = self.zk.call("ls", f"/standin/func/{fn}").get("children") or []
-                if not kids:
-                    return None
-                self.launchers[fn] = json.loads(self.zk.call("get", f"/standin/func/{fn}/{kids[0]}")["data"])
+                if kids:
+                    self.launchers[fn] = json.loads(self.zk.call("get", f"/standin/func/{fn}/{kids[0]}")["data"])
+                    break
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
         return self.launchers[fn]
 
     def app_for(self, launcher: dict[str, Any]) -> Any:
