@@ -79,7 +79,6 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "workload": {
             "path": wl["path"],
             "mix": mix,
-            "data_files": {ref: config["data_files"][ref] for ref in refs},
             "warmup_s": base.get("workload", {}).get("warmup_s", wl["warmup_s"]),
             "measure_s": base.get("workload", {}).get("measure_s", wl["measure_s"]),
             "pause_s": wl["pause_s"],
@@ -104,5 +103,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "target": config["target"],
         "summary_metrics": exp.data["summary"]["metrics"],
     }
+    if refs:  # only where used: other experiments' hashes (and finished points) stay as they were
+        spec["workload"]["data_files"] = {ref: config["data_files"][ref] for ref in refs}
     spec["config_hash"] = canonical_hash(spec)
     return spec

@@ -155,10 +155,10 @@ def resolve_stack(data: dict[str, Any], baseline: str, source: str) -> dict[str,
             entry["source"] = portable(path)
             entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
         host_files.append(entry)
-    wipes = [
-        {**fill(copy.deepcopy(wp), values, f"{source}: stack.wipes[{i}]"), "hosts": _hosts_selector(wp["hosts"], "")}
-        for i, wp in enumerate(stack.get("wipes", []))
-    ]
+    wipes = []
+    for i, wp in enumerate(stack.get("wipes", [])):
+        w = f"{source}: stack.wipes[{i}]"
+        wipes.append({**fill(copy.deepcopy(wp), values, w), "hosts": _hosts_selector(wp["hosts"], w)})
     tables = fill(list(stack.get("tables", [])), values, f"{source}: stack.tables")
     data_step = None
     raw_data = deep_merge(stack.get("data") or {}, base.get("data") or {})

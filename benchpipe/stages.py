@@ -47,6 +47,9 @@ def provision(config: dict[str, Any], spec: dict[str, Any], out: Path) -> Cluste
     from benchpipe.clusters import ensure_cluster
 
     t0 = _now()
+    check = getattr(_deployer(spec["deployer"]), "check", None)
+    if check:
+        check(spec["deployment"])  # what the stack needs from the controller, before machines cost money
     cluster = ensure_cluster(config, spec)
     write_json_atomic(out, {"spec": spec, "cluster": cluster.to_dict(), "timing": {"provision_start": t0}})
     log.info("point %s/%s/%s on cluster %s", spec["experiment"], spec["baseline"], spec["point"], cluster.name)

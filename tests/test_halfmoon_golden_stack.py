@@ -713,3 +713,31 @@ def test_an_experiment_cut_down_to_the_unsafe_baseline_still_loads(tmp_path):
     cut = {"boki": None, "halfmoon-read": None, "halfmoon-write": None}
     exp = load_experiment(_hotel(tmp_path, lambda d: d.setdefault("baselines", {}).update(cut)))
     assert exp.baselines == ["unsafe"]
+
+
+def test_a_missing_movie_data_file_stops_the_point_before_machines_are_launched(tmp_path, monkeypatch):
+    from benchpipe import stages
+
+    launched = []
+
+    def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
+        launched.append(spec["point"])
+        return planned_cluster("c", spec["machines"])
+
+    monkeypatch.setattr("benchpipe.clusters.ensure_cluster", ensure_cluster)
+    exp, point = EXPERIMENTS["movie"], EXPERIMENTS["movie"].points("boki")[0]
+    cases = [
+        ({}, "data_files.halfmoon_movie_data: expected"),
+        ({"halfmoon_movie_data": str(tmp_path / "no.json")}, "no.json"),
+    ]
+    for data_files, message in cases:
+        # Named when the point is planned (the load's titles come from it too) or, at the latest,
+        # by its provision step.
+        with pytest.raises(ConfigError, match=message):
+            spec = point_spec({**CFG, "data_files": data_files}, exp, point)
+            stages.provision(CFG, spec, tmp_path / "provision.json")
+    assert not launched
+    (tmp_path / "movies.json").write_text("[]")
+    spec = point_spec({**CFG, "data_files": {"halfmoon_movie_data": str(tmp_path / "movies.json")}}, exp, point)
+    stages.provision(CFG, spec, tmp_path / "provision.json")
+    assert launched == [point.name]

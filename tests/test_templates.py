@@ -297,6 +297,8 @@ def test_the_movie_data_file_is_a_configuration_key_with_a_clear_error_when_miss
     assert spec["workload"]["mix"][0]["vars"]["title"]["choice_file"] == MOVIE_DATA
     with pytest.raises(ConfigError, match=r"config: data_files.halfmoon_movie_data: expected the path of a file"):
         point_spec({**config, "data_files": {"halfmoon_movie_data": ""}}, exp, point)
+    with pytest.raises(ConfigError, match=r"config: data_files.halfmoon_movie_data: expected a readable file"):
+        point_spec({**config, "data_files": {"halfmoon_movie_data": "no/such/compressed.json"}}, exp, point)
     aws = yaml.safe_load((REPO / "profiles/aws/aws.yaml").read_text())
     assert aws["data_files"]["halfmoon_movie_data"] == ""  # the real path: the user supplies the artifact's file
 

@@ -126,6 +126,26 @@ class SwarmDeployer:
             "machines": sorted(hosts),
         }
 
+    def check(self, deployment: dict[str, Any]) -> None:
+        """Before the cluster is provisioned: the files the point's stack takes from the controller."""
+        data = deployment.get("data") or {}
+        for f in data.get("files", []):
+            self._data_file(f)
+        for hf in deployment.get("host_files", []):
+            host_file_text(hf, list(deployment.get("registry", [])))
+
+    @staticmethod
+    def _data_file(f: dict[str, Any]) -> Path:
+        if "source" not in f:
+            raise ConfigError(
+                f"data_files.{f['data_file']}: expected the path of the file the data step uploads as "
+                f"{f['dest']} (run configuration, e.g. --config data_files='{{{f['data_file']}: PATH}}'); got none"
+            )
+        local = local_path(f["source"])
+        if not local.is_file():
+            raise ConfigError(f"stack.data.files: {local} is missing (the data step uploads it as {f['dest']})")
+        return local
+
     def _region(self) -> str:
         return str(self.s.get("region") or (self.s.get("dynamodb") or {}).get("region") or "")
 
@@ -251,15 +271,7 @@ class SwarmDeployer:
         for cmd in commands:
             remote.run(client, cmd, timeout_s=900)
         for f in data.get("files", []):
-            if "source" not in f:
-                raise ConfigError(
-                    f"data_files.{f['data_file']}: expected the path of the file the data step uploads as "
-                    f"{f['dest']} (run configuration, e.g. --config data_files='{{{f['data_file']}: PATH}}'); got none"
-                )
-            local = local_path(f["source"])
-            if not local.is_file():
-                raise ConfigError(f"stack.data.files: {local} is missing (the data step uploads it as {f['dest']})")
-            remote.put(client, str(local), f"{folder}/{f['dest']}")
+            remote.put(client, str(self._data_file(f)), f"{folder}/{f['dest']}")
             commands.append(f"upload {f['source']} -> {folder}/{f['dest']}")
         assignments = " ".join(f"{k}={q(v)}" for k, v in env.items())
         run = f"cd {q(folder)} && env {assignments} {' '.join(q(a) for a in data['run'])}"

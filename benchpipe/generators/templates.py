@@ -324,9 +324,13 @@ def resolve_data_files(mix: list[dict[str, Any]], data_files: dict[str, str], wh
                 if not path:
                     raise ConfigError(
                         f"config: data_files.{ref}: expected the path of a file ({where}.mix.{m['name']}.vars.{name} "
-                        f"draws from it), got {path!r}; set it in the run configuration (config/config.yaml or the "
-                        "profile's configuration file)"
+                        f"draws from it), got {path!r}; set it in the run configuration (config/config.yaml, the "
+                        f"profile's configuration file, or --config 'data_files={{{ref}: PATH}}')"
                     )
+                full = Path(path) if Path(path).is_absolute() else REPO / path
+                if not full.is_file():
+                    # Checked when the point is planned, not after its machines are up.
+                    raise ConfigError(f"config: data_files.{ref}: expected a readable file, got {path!r} ({full})")
                 vars_cfg[name] = {**spec, "choice_file": path}
         out.append({**m, "vars": vars_cfg} if vars_cfg else dict(m))
     return out
