@@ -65,9 +65,9 @@ def _dirs() -> dict[str, AppDir]:
             # sheet §2.5: timeline panics without MAX_RETURN_POSTS.
             AppDir(f"{root}/{b}retwis", "retwis", variant, RETWIS, {"timeline": ("MAX_RETURN_POSTS",)}),
         ]
-        # sheet §2.2: singleop panics without NUM_KEYS (prewarm reads every key 0..NUM_KEYS-1, §2.6).
+        # sheet §2.2: singleop panics without NUM_KEYS (the sheet says nothing of prewarm's start).
         single = ("nop", "singleop", "prewarm") if variant == "halfmoon" else ("nop", "singleop")
-        need = {"singleop": ("NUM_KEYS",), "prewarm": ("NUM_KEYS",)}
+        need = {"singleop": ("NUM_KEYS",)}
         out.append(AppDir(f"{root}/{b}singleop", "singleop", variant, single, need))
         if variant != "unsafe":
             # sheet §2.6: overhead rw reads NUM_KEYS, VALUE_SIZE, NUM_OPS, READ_RATIO at start (all required).
@@ -78,11 +78,11 @@ def _dirs() -> dict[str, AppDir]:
                     "rw",
                     variant,
                     rw,
-                    {"rw": ("NUM_KEYS", "VALUE_SIZE", "NUM_OPS", "READ_RATIO"), "prewarm": ("NUM_KEYS",)},
+                    {"rw": ("NUM_KEYS", "VALUE_SIZE", "NUM_OPS", "READ_RATIO")},
                 )
             )
     # sheet §2.6, §5.4: switching (optimal only) with its closed-loop client `benchmark`.
-    out.append(AppDir("/optimal-bin/switching", "switching", "halfmoon", ("rw", "prewarm"), {"prewarm": ("NUM_KEYS",)}))
+    out.append(AppDir("/optimal-bin/switching", "switching", "halfmoon", ("rw", "prewarm")))
     return {d.path: d for d in out}
 
 
