@@ -23,7 +23,7 @@ CONTRACT = REPO / "workloads" / "halfmoon-contract"
 sys.path.insert(0, str(CONTRACT))
 
 from hmcontract import checks, components, functions, gateway, zk, zkcli  # noqa: E402
-from hmcontract.catalog import APP_DIRS, table_names  # noqa: E402
+from hmcontract.catalog import APP_DIRS, app_dir_of, table_names  # noqa: E402
 from hmcontract.checks import Refusal  # noqa: E402
 
 # The real command lines, flag for flag as the fact sheet's §3 table gives them.
@@ -542,3 +542,79 @@ def test_host_network_stacks_reach_pinned_services_by_name():
     assert not any("extra_hosts" in svc or "stop_grace_period" in svc for svc in overlay.values())
     quick = yaml.safe_load(render_compose(services, shape, {}, stop_grace_s=1))["services"]
     assert {svc["stop_grace_period"] for svc in quick.values()} == {"1s"}
+
+
+# --- every aws point's rendered stack, through the start checks ------------------------------------
+def _launcher_argv(run_launcher: str, binary: str, func_id: str) -> list[str]:
+    """The run_launcher host file's command with its arguments, as sh runs it."""
+    import shlex
+
+    line = next(x for x in run_launcher.splitlines() if "/boki/launcher" in x)
+    words = shlex.split(line.replace('"$1"', binary).replace("$2", func_id))
+    return words[words.index("/boki/launcher") + 1 :]
+
+
+def test_every_aws_points_rendered_stack_passes_the_start_checks(tmp_path, eth0, monkeypatch):
+    """The 59 stacks the aws profile deploys, as the swarm deployer renders them, started (statically)
+    on the contract binaries: every service's command line and environment, the launchers' funcIds
+    against the registry the engines get, and the data step's init line."""
+    import yaml
+
+    from benchpipe.pointspec import point_spec
+    from tests.test_halfmoon_golden_stack import ALL_POINTS, CFG, EXPERIMENTS, deploy
+
+    movies = tmp_path / "compressed.json"  # the artifact's data file, which benchpipe does not ship
+    movies.write_text('[{"MovieId": "m1", "Title": "A"}]')
+    cfg = {**CFG, "data_files": {"halfmoon_movie_data": str(movies)}}
+    checked: dict[str, int] = {}
+    for exp_name, point in ALL_POINTS:
+        spec = point_spec(cfg, EXPERIMENTS[exp_name], point)
+        _, rendered, _ = deploy(spec)
+        compose = yaml.safe_load(rendered["compose"].replace("{point_dir}", "/tmp/p").replace("{table_prefix}", "x-"))
+        files = {hf["dest"]: hf for hf in rendered["host_files"]}
+        registry = json.loads(files["/mnt/inmem/boki/func_config.json"]["text"])
+        assert json.loads(files["/tmp/nightcore_config.json"]["text"]) == registry
+        reg_path = tmp_path / "func_config.json"
+        reg_path.write_text(json.dumps(registry))
+        where = f"{exp_name}/{point.baseline}/{point.name}"
+        for name, svc in compose["services"].items():
+            argv = [a.replace("/tmp/boki/func_config.json", str(reg_path)) for a in svc.get("entrypoint") or []]
+            argv += svc.get("command") or []
+            env = {k: str(v).replace("{{.Task.Slot}}", "1") for k, v in (svc.get("environment") or {}).items()}
+            monkeypatch.delenv("FAAS_NODE_ID", raising=False)
+            for k, v in env.items():
+                monkeypatch.setenv(k, v)
+            image = svc["image"]
+            try:
+                if image == "zookeeper:3.6.2":
+                    continue  # the image's own command (zkServer.sh) or zk_setup.sh, a host file
+                if argv[0] == "/boki/gateway":
+                    assert "/tmp/nightcore_config.json:/tmp/boki/func_config.json" in svc["volumes"]
+                    gateway.check(argv[1:])
+                elif argv[0].startswith("/boki/"):
+                    components.check(argv[0].rsplit("/", 1)[1], argv[1:])
+                else:  # a function service: /tmp/boki/run_launcher <binary> <funcId>
+                    assert image == "shengqipku/halfmoon-bench:sosp-ae" and argv[0] == "/tmp/boki/run_launcher"
+                    assert "/mnt/inmem/boki:/tmp/boki" in svc["volumes"]
+                    flags = checks.parse_flags(
+                        _launcher_argv(files["/mnt/inmem/boki/run_launcher"]["text"], argv[1], argv[2]),
+                        components.FLAGS["launcher"],
+                    )
+                    assert app_dir_of(flags["fprocess"]) is not None, flags["fprocess"]
+                    entry = components.launcher_check(flags, {"registry": registry})
+                    functions.start_check(flags["fprocess"], {**env, "HMCONTRACT_FUNC_NAME": entry["funcName"]})
+                checked[name] = checked.get(name, 0) + 1
+            except Refusal as e:
+                raise AssertionError(f"{where}: service {name} would be refused: {e}") from None
+        data = rendered["data"]
+        init = load_init(data["copy_out"])
+        run = data["run"]
+        assert run[0] == f"./{data['copy_out'].rsplit('/', 1)[1]}/init", (where, run)
+        try:
+            init.check(run[1:], data["env"])
+        except init.InitError as e:
+            raise AssertionError(f"{where}: the data step's init would refuse: {e}") from None
+    assert len(ALL_POINTS) == 59
+    assert checked["boki-gateway"] == checked["boki-engine"] == 59
+    unsafe = 1 + 4 + 3 + 4  # singleop, hotel, movie, retwis: no shared log
+    assert checked["boki-storage"] == checked["boki-sequencer"] == checked["boki-controller"] == 59 - unsafe

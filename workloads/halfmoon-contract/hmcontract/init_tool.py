@@ -351,7 +351,8 @@ def wait(db: Dynamo, table: str, gone: bool) -> None:
         time.sleep(3)
 
 
-def run(argv: list[str], env: dict[str, str]) -> int:
+def check(argv: list[str], env: dict[str, str]) -> tuple[str, list[str]]:
+    """What init refuses before it talks to DynamoDB; returns the command and its other arguments."""
     app, variant = where()
     if not argv or argv[0] not in ("create", "populate", "clean"):
         raise InitError("usage: init create|populate|clean [baseline|cayon] [data file]")
@@ -364,6 +365,14 @@ def run(argv: list[str], env: dict[str, str]) -> int:
     missing = [v for v in ["AWS_REGION", *REQUIRED_ENV.get(app, [])] if not env.get(v)]
     if missing:
         raise InitError(f"{APP_DIR}/init: {', '.join(missing)} not set (sheet §4.5)")
+    if app == "movie" and cmd == "populate" and not rest:
+        raise InitError("movie populate needs the data file (init populate <v> /tmp/compressed.json)")
+    return cmd, rest
+
+
+def run(argv: list[str], env: dict[str, str]) -> int:
+    app, variant = where()
+    cmd, rest = check(argv, env)
     prefix = env.get("TABLE_PREFIX", "")
     names = [("b" + t if variant == "unsafe" and app != "retwis" else t) for t in TABLES[app]]
     db = Dynamo(env)
