@@ -180,6 +180,8 @@ def test_real_stacks_of_hotel_and_retwis_run_on_the_contract_images(tmp_path, mo
     assert set(manifests) == want
     for (exp, baseline), m in manifests.items():
         assert m["async_results_entries"] > 0, (exp, baseline)
+        calls = (wd / "results" / exp / baseline / "qps20" / "raw" / "async_results").read_text().splitlines()
+        assert calls and all(json.loads(c)["success"] for c in calls), (exp, baseline, calls[:3])
         commands = m["stack"]["commands"]
         assert commands["boki-gateway"][0] == "/boki/gateway"
         assert "--func_config_file=/tmp/boki/func_config.json" in commands["boki-gateway"]
