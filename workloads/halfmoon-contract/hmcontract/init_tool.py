@@ -14,7 +14,6 @@ variant's 2 s sleep after each CreateTable is left out.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import hmac
 import http.client
@@ -122,8 +121,8 @@ class Dynamo:
     def call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(payload).encode()
         host = self.endpoint.split("://", 1)[1].split("/", 1)[0]
-        t = datetime.datetime.now(datetime.UTC)
-        amz_date, day = t.strftime("%Y%m%dT%H%M%SZ"), t.strftime("%Y%m%d")
+        now = time.gmtime()  # (the host's python may be older than the images': no datetime.UTC)
+        amz_date, day = time.strftime("%Y%m%dT%H%M%SZ", now), time.strftime("%Y%m%d", now)
         headers = {
             "content-type": "application/x-amz-json-1.0",
             "host": host,
@@ -180,7 +179,7 @@ def attr(v: Any) -> dict[str, Any]:
     """A Go value as aws-sdk-go's dynamodbattribute marshals it (sheet §4.3: structs become maps)."""
     if isinstance(v, bool):
         return {"BOOL": v}
-    if isinstance(v, int | float):
+    if isinstance(v, (int, float)):
         return {"N": repr(v) if isinstance(v, float) else str(v)}
     if isinstance(v, str):
         return {"S": v}
