@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import os
 import random
@@ -73,7 +74,7 @@ class Calls:
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         self.results = open(results_path, "a", buffering=1)  # noqa: SIM115 - open for the process's life
         self.results_lock = threading.Lock()
-        self.seq = 0
+        self.seq = itertools.count(1)  # calls run on executor threads: next() is atomic, += is not
 
     def launcher(self, fn: str, wait_s: float = LAUNCHER_WAIT_S) -> dict[str, Any] | None:
         """The function's launcher as its engine published it; a call may wait a little for it (the
@@ -126,8 +127,8 @@ class Calls:
         return self.app
 
     def run(self, fn: str, body: Any, recv: int) -> dict[str, Any]:
-        self.seq += 1
-        call_id = f"{os.getpid():x}-{self.seq:x}"
+        seq = next(self.seq)
+        call_id = f"{os.getpid():x}-{seq:x}"
         launcher = self.launcher(fn)
         if launcher is None:
             dispatch = now_us()
@@ -141,7 +142,7 @@ class Calls:
                 routed = app.route(launcher["binary"], body if isinstance(body, dict) else {})
                 if routed is None:
                     raise LookupError(f"the stand-in's {launcher['app']} app has no entry {launcher['binary']}")
-                out, ok = app.call(routed[0], routed[1], random.Random(self.seq)), True
+                out, ok = app.call(routed[0], routed[1], random.Random(seq)), True
             except Exception as e:
                 dispatch = dispatch or now_us()
                 out, ok = {"error": f"{e.__class__.__name__}: {e}"}, False
