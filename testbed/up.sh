@@ -8,7 +8,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${BENCHPIPE_TESTBED:-/tmp/benchpipe-testbed}
 PORT=${BENCHPIPE_TESTBED_SSH_PORT:-2222}
 mkdir -p "$STATE"
-: > "$STATE/started"
+touch "$STATE/started"  # a second up.sh keeps what the first started, for down.sh
 if ! docker info >/dev/null 2>&1; then
   dockerd >"$STATE/dockerd.log" 2>&1 &
   echo "dockerd $!" >> "$STATE/started"
