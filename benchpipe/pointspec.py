@@ -12,7 +12,8 @@ from typing import Any
 
 from benchpipe import stackspec
 from benchpipe.experiment import Experiment, Point
-from benchpipe.generators.templates import data_file_refs, resolve_data_files
+from benchpipe.generators.templates import data_file_refs
+from benchpipe.generators.templates import resolve_data_files as resolve_mix_files
 from benchpipe.targets import deployer_for, refuse_unsupported
 
 
@@ -64,7 +65,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
     # point's hash changes with them, and listed for the stack's data step (copied to the client).
     mix = exp.mix(point.params)
     refs = sorted({ref for m in mix for ref in data_file_refs(m.get("vars"))})
-    mix = resolve_data_files(mix, config.get("data_files") or {}, f"{exp.source}: workload")
+    mix = resolve_mix_files(mix, config.get("data_files") or {}, f"{exp.source}: workload")
     spec = {
         "experiment": exp.name,
         "suite": exp.suite,

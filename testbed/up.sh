@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The local test bed for the SSH/Swarm path, all on loopback: dockerd (if not running) with a
 # single-node swarm, sshd on 127.0.0.1:2222 and 127.0.0.2:2222 (two "hosts") with a key made here,
-# and the stand-in image. Writes the addresses and key to $STATE/env; testbed/down.sh stops exactly
-# what this started.
+# the stand-in image and the contract images (workloads/halfmoon-contract). Writes the addresses and
+# key to $STATE/env; testbed/down.sh stops exactly what this started.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${BENCHPIPE_TESTBED:-/tmp/benchpipe-testbed}
 PORT=${BENCHPIPE_TESTBED_SSH_PORT:-2222}
 mkdir -p "$STATE"
-: > "$STATE/started"
+touch "$STATE/started"  # a second up.sh keeps what the first started, for down.sh
 if ! docker info >/dev/null 2>&1; then
   dockerd >"$STATE/dockerd.log" 2>&1 &
   echo "dockerd $!" >> "$STATE/started"
@@ -19,6 +19,8 @@ if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
   echo "swarm" >> "$STATE/started"
 fi
 docker image inspect benchpipe/standin:local >/dev/null 2>&1 || bash "$repo/workloads/image/build.sh"
+# The contract-checking stand-ins, under the real images' names (rebuilt only when their sources change).
+bash "$repo/workloads/halfmoon-contract/build.sh" >/dev/null
 # sshd with its own host key and one client key; only loopback addresses.
 [ -f "$STATE/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$STATE/host_key"
 [ -f "$STATE/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$STATE/client_key"

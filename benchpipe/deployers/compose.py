@@ -9,6 +9,7 @@ deployed is the file recorded in deploy.json.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -94,6 +95,36 @@ def for_point(services: dict[str, Any], point_vars: dict[str, Any]) -> dict[str,
     return out
 
 
+ADDRESS = re.compile(r"\{address:([^{}]+)\}")
+
+
+def _pinned_names(services: dict[str, Any]) -> list[str]:
+    """On the host network there is no service DNS: a service pinned to a machine is reached by its
+    name (zookeeper:2181) and hostname at that machine's address, as /etc/hosts entries. The address
+    is known once the machines are (fill_addresses, when the stack starts)."""
+    out: dict[str, str] = {}
+    for name, svc in services.items():
+        machine = (svc.get("placement") or {}).get("hostname")
+        if not machine:
+            continue
+        for alias in (name, svc.get("hostname")):
+            if alias and "{" not in alias:
+                out[alias] = f"{{address:{machine}}}"
+    return [f"{alias}:{address}" for alias, address in sorted(out.items())]
+
+
+def fill_addresses(compose: str, cluster: Cluster) -> str:
+    """The machines' in-cluster addresses in place of `{address:<machine>}`."""
+    addresses = {h.name: h.private_address or h.address for h in cluster.hosts}
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in addresses:
+            raise ConfigError(f"the compose file names machine {m.group(1)!r}, not in cluster {cluster.name}")
+        return addresses[m.group(1)]
+
+    return ADDRESS.sub(sub, compose)
+
+
 def render_compose(
     services: dict[str, Any],
     shape: Cluster,
@@ -102,10 +133,12 @@ def render_compose(
     region: str = "",
     host_network: bool = False,
     point_dir: str = "{point_dir}",
+    stop_grace_s: float | None = None,
 ) -> str:
     if not services:
         raise ConfigError("the baseline has no services for the swarm deployer (baselines.<name>.services)")
     out: dict[str, Any] = {"version": "3.8", "services": {}}
+    extra_hosts = _pinned_names(services) if host_network else []
     for name, svc in services.items():
         environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **_point_env(svc, env)}
         if svc.get("needs_aws_env"):
@@ -134,6 +167,11 @@ def render_compose(
             entry["ports"] = list(svc["ports"])
         if host_network:
             entry["networks"] = ["hostnet"]
+            if extra_hosts:
+                entry["extra_hosts"] = extra_hosts
+        if stop_grace_s is not None:
+            # SIGTERM to SIGKILL: a PID 1 without a handler (`sleep infinity`) otherwise holds docker's 10 s.
+            entry["stop_grace_period"] = f"{stop_grace_s:g}s"
         out["services"][name] = entry
     if host_network:
         # Swarm services on the host's own network stack: traffic stays on the machine's addresses.

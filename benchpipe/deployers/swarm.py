@@ -26,7 +26,7 @@ from typing import Any
 
 from benchpipe import remote
 from benchpipe.deployers.base import wait_for_count
-from benchpipe.deployers.compose import for_point, render_compose
+from benchpipe.deployers.compose import fill_addresses, for_point, render_compose
 from benchpipe.errors import ConfigError, StackError
 from benchpipe.model import Cluster, Host, write_json_atomic
 from benchpipe.stackspec import host_file_text, local_path
@@ -56,10 +56,11 @@ class SwarmStack:
 class SwarmDeployer:
     """settings: stack (benchpipe), host_network (false; true on the local test bed), gateway_port (8080),
     ready_path (/healthz for the stand-in) and ready_status ([200]) where the experiment sets no
-    stack.ready, stop_timeout_s, region (default: the provider's), pull (true: the data step pulls its
-    image and `docker stack deploy` resolves images at the registry; false keeps local images, as on the
-    test bed), dynamodb ({region, endpoint_url, table_prefix_root}: where the tables go on providers
-    other than aws, e.g. a moto server; on aws the cluster's region and prefix, which this overrides)."""
+    stack.ready, stop_timeout_s, stop_grace_s (docker's 10 s from SIGTERM to SIGKILL), region
+    (default: the provider's), pull (true: the data step pulls its image and `docker stack deploy`
+    resolves images at the registry; false keeps local images, as on the test bed), dynamodb
+    ({region, endpoint_url, table_prefix_root}: where the tables go on providers other than aws, e.g.
+    a moto server; on aws the cluster's region and prefix, which this overrides)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
@@ -78,7 +79,14 @@ class SwarmDeployer:
         if not host:
             raise StackError(f"services.{gateways[0]}.placement.hostname: the gateway must be pinned to a machine")
         region = self._region()
-        compose = render_compose(services, cluster, env, region=region, host_network=bool(self.s.get("host_network")))
+        compose = render_compose(
+            services,
+            cluster,
+            env,
+            region=region,
+            host_network=bool(self.s.get("host_network")),
+            stop_grace_s=self.s.get("stop_grace_s"),
+        )
         ready = deployment.get("ready") or {}
         hosts = {h.name: h for h in cluster.hosts}
         registry = list(deployment.get("registry", []))
@@ -196,6 +204,7 @@ class SwarmDeployer:
         dynamodb = self._dynamodb(cluster) if rendered.get("tables") else {}
         prefix = self._open_tables(cluster, rendered, remote_dir, dynamodb)
         compose = rendered["compose"].replace("{point_dir}", remote_dir).replace("{table_prefix}", prefix)
+        compose = fill_addresses(compose, cluster)
         try:
             deployed = {
                 "compose": compose,

@@ -1,0 +1,1 @@
+"""Contract-checking stand-ins for the real Halfmoon images (see ../README.md)."""
