@@ -187,7 +187,9 @@ def _warm(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: di
         sent = rep.sent
         log.info("warm-up: %s", _brief(rep))
     if wl["pause_s"] > 0:
+        timing["pause_start"] = _now()
         time.sleep(wl["pause_s"])  # the experiment asks for a quiet gap (the seed's sleep 10)
+        timing["pause_end"] = _now()
     return sent
 
 
