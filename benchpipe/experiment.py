@@ -116,6 +116,8 @@ class Experiment:
 def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
     """The local version of an experiment: durations and rates multiplied by the profile's scale."""
     data = copy.deepcopy(data)
+    if scale.get("paper"):
+        return data
     scale = {**scale, **scale.get("experiments", {}).get(data["name"], {})}
     d, r = scale.get("duration", 1), scale.get("rate", 1)
     floor = scale.get("min_duration_s", 0)

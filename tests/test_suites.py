@@ -64,3 +64,24 @@ def test_any_suites_figure_is_a_target_and_suite_chooses_rule_all(tmp_path):
 def test_repository_suites_load():
     files = experiment_files(REPO / "config" / "experiments")
     assert set(suite_experiments(REPO / "config" / "experiments", "halfmoon")) <= set(files)
+
+
+@pytest.mark.parametrize("profile_file", ["profiles/ssh/hosts.yaml", "profiles/aws/aws.yaml"])
+def test_remote_profiles_run_every_experiment_at_the_papers_values(profile_file):
+    """Snakemake merges a profile's configfile over config.yaml key by key, so a per-experiment local
+    factor would survive a profile that only resets the global ones: every experiment of every suite
+    must come out of the merged scale exactly as its file says."""
+    from benchpipe.experiment import deep_merge, experiment_files, load_experiment
+    from benchpipe.validation import validate
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    local = validate(cfg, "config.schema.yaml", "config.yaml")
+    assert local["scale"]["experiments"], "the local run scales some experiments by name"
+    merged = validate(deep_merge(cfg, yaml.safe_load((REPO / profile_file).read_text())), "config.schema.yaml", "t")
+    files = experiment_files(REPO / "config" / "experiments")
+    scaled_locally = 0
+    for name, path in files.items():
+        paper = load_experiment(path)
+        assert load_experiment(path, merged["scale"]).data == paper.data, f"{profile_file}: {name} is scaled"
+        scaled_locally += load_experiment(path, local["scale"]).data != paper.data
+    assert scaled_locally >= len(local["scale"]["experiments"])
