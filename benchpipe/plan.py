@@ -9,27 +9,33 @@ from typing import Any
 
 from benchpipe.experiment import Experiment
 
+Keys = set[tuple[str, str, str]]
+
 
 def point_status(
-    exps: list[Experiment], results: Path, repetitions: int
+    exps: list[Experiment], results: Path, repetitions: int, only: Keys | None = None
 ) -> dict[tuple[str, str], dict[str, list[str]]]:
-    """{(experiment, baseline): {"run": [points], "done": [points]}}; done = has manifest.json."""
+    """{(experiment, baseline): {"run": [points], "done": [points]}}; done = has manifest.json.
+    `only`: the (experiment, baseline, point) keys the targets need (the points figures draw)."""
     out: dict[tuple[str, str], dict[str, list[str]]] = {}
     for exp in exps:
         for b in exp.baselines:
+            points = [p for p in exp.points(b, repetitions) if only is None or (exp.name, b, p.name) in only]
+            if not points:
+                continue
             st = out.setdefault((exp.name, b), {"run": [], "done": []})
-            for p in exp.points(b, repetitions):
+            for p in points:
                 done = (results / exp.name / b / p.name / "manifest.json").exists()
                 st["done" if done else "run"].append(p.name)
     return out
 
 
-def cluster_plans(exps: list[Experiment], results: Path, repetitions: int) -> list[Any]:
+def cluster_plans(exps: list[Experiment], results: Path, repetitions: int, only: Keys | None = None) -> list[Any]:
     from benchpipe.cost import ClusterPlan
 
     by_name = {e.name: e for e in exps}
     plans = []
-    for (exp_name, b), st in point_status(exps, results, repetitions).items():
+    for (exp_name, b), st in point_status(exps, results, repetitions, only).items():
         exp = by_name[exp_name]
         base = exp.baseline(b)
         wl = {**exp.data["workload"], **base.get("workload", {})}
@@ -39,9 +45,14 @@ def cluster_plans(exps: list[Experiment], results: Path, repetitions: int) -> li
 
 
 def plan_text(
-    exps: list[Experiment], results: Path, repetitions: int, target: str, provider: dict[str, Any] | None = None
+    exps: list[Experiment],
+    results: Path,
+    repetitions: int,
+    target: str,
+    provider: dict[str, Any] | None = None,
+    only: Keys | None = None,
 ) -> str:
-    status = point_status(exps, results, repetitions)
+    status = point_status(exps, results, repetitions, only)
     by_name = {e.name: e for e in exps}
     lines = [f"benchpipe plan ({target}): results in {results}/"]
     total_run = total_done = 0
@@ -63,7 +74,7 @@ def plan_text(
 
         settings = (provider or {}).get("settings", {})
         prices = load_prices()
-        plans = cluster_plans(exps, results, repetitions)
+        plans = cluster_plans(exps, results, repetitions, only)
         market = "on-demand" if settings.get("market") == "on-demand" else "spot"
         if target == "ssh":
             market = "owned"  # existing hosts: time, not money
@@ -157,3 +168,16 @@ def remove_stale_products(exp: Experiment, results: Path, figures: Path) -> list
     for p in removed:
         p.unlink()
     return removed
+
+
+def stale_drawn(drawn: dict[str, dict[str, list[Any]]], results: Path) -> list[tuple[str, str]]:
+    """(figure, experiment) whose figure's own summary of drawn points (drawn-<figure>.parquet)
+    exists although one of those points has no result (see stale_experiments)."""
+    stale = []
+    for figure, per_exp in drawn.items():
+        for name, points in per_exp.items():
+            if (results / name / f"drawn-{figure}.parquet").exists() and any(
+                not (results / p.experiment / p.baseline / p.name / "manifest.json").exists() for p in points
+            ):
+                stale.append((figure, name))
+    return stale
