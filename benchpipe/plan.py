@@ -62,6 +62,11 @@ def plan_text(
         machines = Counter(m.get("instance_type", "?") for m in exp.machines(shape))
         kinds = ", ".join(f"{n} x {t}" for t, n in sorted(machines.items()))
         cluster = "this machine" if target == "local" else f"cluster {shape}: {kinds}"
+        if target == "ssh":
+            # Existing hosts: name them (the hosts list of the profile), not instance types.
+            cluster = f"cluster {shape}: " + ", ".join(
+                _host_text(m["name"], (provider or {}).get("settings", {})) for m in exp.machines(shape)
+            )
         lines.append(
             f"  {exp_name}/{b}: {len(st['run'])} to run, {len(st['done'])} done  [{cluster}]"
             + (f"\n      to run: {' '.join(st['run'])}" if st["run"] else "")
@@ -89,6 +94,14 @@ def plan_text(
         )
         lines.append(cost_text(cost, market))
     return "\n".join(lines)
+
+
+def _host_text(machine: str, settings: dict[str, Any]) -> str:
+    for h in settings.get("hosts") or []:
+        if isinstance(h, dict) and h.get("name") == machine:
+            where = h.get("ssh_alias") or h.get("address", "?")
+            return f"{machine} ({h['user']}@{where})" if h.get("user") else f"{machine} ({where})"
+    return f"{machine} (not in provider.settings.hosts)"
 
 
 def experiments_for_targets(

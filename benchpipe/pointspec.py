@@ -68,6 +68,9 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             "services": base.get("services", {}),
             "vars": {"app": exp.data["app"], "system": base["system"], **point.params},
             "tables": exp.data["stack"].get("tables", []),
+            # The profile's deployer's own section of the stack (stack.knative), if the experiment
+            # has one: other deployers' points keep their hashes.
+            **{k: v for k, v in exp.data["stack"].items() if k == config["deployer"]["name"]},
         },
         "env": env,
         "deployer": config["deployer"],

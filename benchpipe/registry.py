@@ -15,6 +15,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
     "deployer": {
         "process": "benchpipe.deployers.process:ProcessDeployer",
         "swarm": "benchpipe.deployers.swarm:SwarmDeployer",
+        "knative": "benchpipe.deployers.knative:KnativeDeployer",
     },
     "generator": {
         "openloop": "benchpipe.generators.openloop:OpenLoopGenerator",

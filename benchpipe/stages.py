@@ -371,6 +371,8 @@ def _remote_generator(
         runner=lambda argv, timeout_s: remote.run(client, " ".join(argv), timeout_s),
         put=put,
         script_dir=ctx["work_dir"],
+        # What the deployer's ingress needs of each request (Knative: a Host header per service).
+        **ctx.get("generator_settings", {}),
     )
     timing["generator_host"] = client.name
     return ctx["target"], generator

@@ -3,7 +3,8 @@
 settings.hosts: [{name, address, user, key_file | ssh_alias, port, role, labels, private_address}].
 The experiment's machine names are matched to the listed names; the hosts are probed (a host that
 refuses SSH is named and nothing is deployed), joined into one swarm (manager init, workers join,
-node labels), and left as they were at teardown: they are not ours to destroy.
+node labels), and left as they were at teardown: they are not ours to destroy. settings.swarm: false
+for a deployer that prepares its hosts itself (knative): then only SSH is probed, and no swarm made.
 """
 
 from __future__ import annotations
@@ -62,8 +63,15 @@ class SshProvider:
         self.s = dict(settings)
         self.hosts = hosts_from_settings(self.s)
 
+    @property
+    def swarm(self) -> bool:
+        return bool(self.s.get("swarm", True))
+
+    def _probe(self) -> str:
+        return "docker version --format '{{.Server.Version}}'" if self.swarm else "true"
+
     def preflight(self) -> list[str]:
-        return _not_answering(self.hosts, "docker version --format '{{.Server.Version}}'", 30)
+        return _not_answering(self.hosts, self._probe(), 30)
 
     def _select(self, spec: dict[str, Any]) -> list[Host]:
         by_name = {h.name: h for h in self.hosts}
@@ -79,11 +87,14 @@ class SshProvider:
     def provision(self, spec: dict[str, Any], *, name: str, run_id: str, experiment: str, baseline: str) -> Cluster:
         hosts = self._select(spec)
         for h in hosts:  # probe all before touching any
-            remote.run(h, "docker version --format '{{.Server.Version}}'", timeout_s=30)
-        # Existing hosts keep their names (the hosts file names them as they are) unless asked.
-        bootstrap(
-            hosts, rename=bool(self.s.get("set_hostnames", False)), storage=bool(self.s.get("mount_storage", False))
-        )
+            remote.run(h, self._probe(), timeout_s=30)
+        if self.swarm:
+            # Existing hosts keep their names (the hosts file names them as they are) unless asked.
+            bootstrap(
+                hosts,
+                rename=bool(self.s.get("set_hostnames", False)),
+                storage=bool(self.s.get("mount_storage", False)),
+            )
         return Cluster(
             name=name,
             provider="ssh",
@@ -104,6 +115,8 @@ class SshProvider:
 
     def teardown(self, cluster: Cluster) -> None:
         # Stacks are removed point by point; a stack left by a killed job goes here. Hosts stay.
+        if not self.swarm:
+            return
         stack = self.s.get("stack", "benchpipe")
         try:
             remote.run(cluster.manager, f"docker stack rm {stack} >/dev/null 2>&1 || true")
