@@ -143,6 +143,21 @@ def test_chain_and_tree_services_in_the_csv_order():
     assert spec["workload"]["measure_s"] == 60 and spec["workload"]["rate"] == 10.0
 
 
+def test_every_mu2sls_point_renders_under_the_profile():
+    cfg = node_config()
+    files = experiment_files(REPO / "config" / "experiments")
+    n = 0
+    for name in [f for f in files if f.startswith("mu2sls_")]:
+        exp = load_experiment(files[name], cfg["scale"], 1)
+        for point in exp.all_points():
+            spec = json.loads(json.dumps(point_spec(cfg, exp, point), sort_keys=True))
+            r = stages.render(spec)["rendered"]
+            assert r["pods"] >= len(r["services"]) >= 1
+            n += 1
+    # The paper's 104 measured points (section 4) + the 10 sequential ones.
+    assert n == 25 + 24 + 14 + 19 + 22 + 10 == 104 + 10
+
+
 def test_an_app_without_services_is_named():
     d = KnativeDeployer({})
     with pytest.raises(StackError, match=r"stack.knative.apps: expected an entry for app 'x'"):
