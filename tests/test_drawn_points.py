@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import yaml
 
 from benchpipe.experiment import drawn_points, experiment_files, load_experiment
@@ -9,6 +11,7 @@ from benchpipe.plan import plan_text, stale_drawn
 from tests.test_pipeline_e2e import REPO, job_counts, snakemake
 
 
+@functools.cache  # loaded once: the tests only read them
 def _repo_experiments():
     scale = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["scale"]
     return {n: load_experiment(p, scale, 1) for n, p in experiment_files(REPO / "config" / "experiments").items()}
