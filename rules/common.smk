@@ -139,6 +139,20 @@ if not DRYRUN:
     for _key, _void in VOID.items():
         print(f"benchpipe: {point_dir(*_key)}: its stack or cluster is gone; redoing from {_void[0].name}", file=sys.stderr)
         remove(_void)
+
+
+def targeted_points(targets):
+    """The points a run's targets measure: of figures, those they draw; of rule all, every point of
+    the chosen experiments; None when the targets are something else."""
+    if not targets or list(targets) == ["all"]:
+        return {k for k in POINTS if k[0] in config["experiments"]}
+    stems = [Path(str(t)).stem for t in targets]
+    if any(s not in FIGURES for s in stems):
+        return None
+    return {(p.experiment, p.baseline, p.name) for s in stems for pts in DRAWN[s].values() for p in pts}
+
+
+ONLY = targeted_points(TARGETS)
 # A run stopping with stacks up (--until deploy, warmup or run) takes one point per cluster that
 # far (a cluster holds one stack at a time); the others' stages wait for the next run. Only for
 # such runs, the summaries (which they never build) ask for just those points.
@@ -149,17 +163,16 @@ if set(UNTIL) & set(STACK_STAGES):
     _shared = registry.load("provider", config["provider"]["name"]).shared_machines
     PARKED = set(
         parked_points(
-            [k for k in POINTS if not Path(point_dir(*k), "manifest.json").exists()],
+            [
+                k
+                for k in POINTS
+                if not Path(point_dir(*k), "manifest.json").exists()
+                and (ONLY is None or k in ONLY)  # a point the targets measure (not another suite's)
+            ],
             group=lambda k: "machines" if _shared else f"{k[0]}/{k[1]}",
             holds=lambda k: Path(point_dir(*k), "deploy.json").exists() and k not in VOID,
         )
     )
-def drawn_only(targets):
-    """When every target is a figure: the points those figures draw (all the run measures)."""
-    stems = [Path(str(t)).stem for t in targets]
-    if not stems or any(s not in FIGURES for s in stems):
-        return None
-    return {(p.experiment, p.baseline, p.name) for s in stems for pts in DRAWN[s].values() for p in pts}
 
 
 if DRYRUN:
@@ -183,7 +196,7 @@ if DRYRUN:
             REPS,
             config["target"],
             config["provider"],
-            drawn_only(TARGETS),
+            ONLY,
         ),
         file=sys.stderr,
     )
