@@ -57,7 +57,7 @@ def test_counter_point_deploys_backend_with_the_artifacts_flags():
     # setup_env_vars.sh: the Kourier ClusterIP and the FDB cluster file's contents.
     assert ls[1].startswith('export LOAD_BALANCER_IP="$(kubectl --namespace kourier-system get service kourier')
     assert "clusterIP" in ls[1]
-    assert ls[2] == 'export FDB_CLUSTER_DATA="$(cat /etc/foundationdb/fdb.cluster)"'
+    assert 'export FDB_CLUSTER_DATA="$(cat /etc/foundationdb/fdb.cluster)"' in ls[2:5]
     # deploy.sh's create, with run_all_eval.sh's --scale 2 and the baseline's three flags.
     create = (
         "kn service create backend --image docker.io/konstantinoskallas/single-stateful-backend"
@@ -170,7 +170,7 @@ def test_an_app_without_services_is_named():
 
 
 def test_install_follows_the_artifacts_setup_and_every_script_parses():
-    first, second = KnativeDeployer({}).install_scripts()
+    first, second = KnativeDeployer(node_config()["deployer"]["settings"]).install_scripts()
     assert "docker.io" in first and 'usermod -aG docker "$USER"' in first
     for expected in (
         "minikube start --cpus=12 --memory=20g",
@@ -182,14 +182,24 @@ def test_install_follows_the_artifacts_setup_and_every_script_parses():
         "minikube tunnel -c",
         "foundationdb-clients_6.3.23-1_amd64.deb foundationdb-server_6.3.23-1_amd64.deb",
         "/usr/lib/foundationdb/make_public.py",
-        "pip3 install foundationdb==6.3.23 httpx",
         "git clone https://github.com/giltene/wrk2.git",
-        "git -C ~/mu2sls checkout d75b89f7583cfb5cf969427b0a4e4813e59db76c",
         'grep -c Running)" -ge 7 ]',
     ):
         assert expected in second, expected
     _, r = rendered("mu2sls_media", "mu2sls")
-    for script in (first, second, r["deploy_script"], r["reset_script"]):
+    # The experiment's own node setup: the artifact at d75b89f in ~/knative, its Python client.
+    assert r["workdir"] == "~/knative"
+    for expected in (
+        "git clone https://github.com/eniac/mu2sls.git ~/mu2sls",
+        "git -C ~/mu2sls checkout d75b89f7583cfb5cf969427b0a4e4813e59db76c",
+        "pip3 install foundationdb==6.3.23 httpx",
+        'cp -r ~/mu2sls/tests/. "$dir"/',
+    ):
+        assert expected in r["setup_script"], expected
+    # Without FoundationDB in the profile: neither its install nor FDB_CLUSTER_DATA.
+    plain = KnativeDeployer({})
+    assert "foundationdb" not in plain.install_scripts()[1] and "FDB_CLUSTER_DATA" not in "\n".join(plain.env_lines())
+    for script in (first, second, r["deploy_script"], r["reset_script"], r["setup_script"]):
         subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 

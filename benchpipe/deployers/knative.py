@@ -1,13 +1,16 @@
-"""The knative deployer: one host running minikube + Knative Serving (Kourier) + FoundationDB, set
-up as the mu2sls artifact does, each point's services created with `kn service create` over SSH.
+"""The knative deployer: one host running minikube + Knative Serving (Kourier) and, optionally,
+FoundationDB (the platform the mu2sls artifact sets up), each point's services created with
+`kn service create` over SSH.
 
-What it renders comes from the experiment's `stack.knative` (per app: the services, their images and
-scales, a populate step) and the point's env (the baseline's flags). Per point, as the artifact's
-eval scripts do (reference/seed-mu2sls.md section 4): reset (delete every Knative service, clear the
-store, wait for 0 pods), create the services, wait until the expected pods exist, populate; wrk2 runs
-on the same host against the Kourier ClusterIP, each request with its service's Host header. Stopping
-a stack is the reset. Every step runs as one script written into the point's folder on the host, so
-the commands run in the rendered order and a failure names its command (bash -x trace).
+The platform comes from the profile's settings (versions, minikube size); what runs on it from the
+experiment's `stack.knative`: per app the services, their images and scales and a populate command,
+a reset command, the experiment's own node setup script and the folder its commands run in. Per
+point, as the mu2sls artifact's eval scripts do (reference/seed-mu2sls.md section 4): reset (delete
+every Knative service, the experiment's reset, wait for 0 pods), create the services with the
+point's env, wait until the expected pods exist, populate; wrk2 runs on the same host against the
+Kourier ClusterIP, each request with its service's Host header. Stopping a stack is the reset. Each
+step runs as a script written into the point's folder on the host, so the commands run in the
+rendered order and a failure names its command (bash -x trace).
 """
 
 from __future__ import annotations
@@ -23,29 +26,36 @@ from benchpipe import remote
 from benchpipe.errors import StackError
 from benchpipe.model import Cluster, Host, write_json_atomic
 
-# The artifact's pinned versions (scripts/knative/setup2.sh, start-cluster.sh).
+# Knative's defaults; the versions the mu2sls artifact pins (scripts/knative/setup2.sh,
+# start-cluster.sh) are the profile's (profiles/mu2sls-node/node.yaml).
 DEFAULTS: dict[str, Any] = {
     "namespace": "default",
     "domain": "example.com",
     "knative_version": "knative-v1.0.0",
-    "fdb_version": "6.3.23",
+    # FoundationDB server on the host, made public (LOAD_BALANCER_IP's sibling FDB_CLUSTER_DATA is
+    # given to every service); null: none.
+    "foundationdb_version": None,
     "minikube_cpus": 12,
     "minikube_memory": "20g",
     # The artifact took the latest minikube of 2022 (Kubernetes 1.23/1.24). Knative Serving v1.0
     # predates Kubernetes 1.25, so the cluster's version is pinned here (not tested on a host).
     "kubernetes_version": "v1.23.17",
     "knative_serving_pods": 7,
-    # Where the artifact's scripts (populate_*.py, scripts/clear_db.py) are on the host, laid out as
-    # its upload-to-remote.sh does: scripts/knative/* plus runtime/, scripts/ and tests/*.
-    "artifact_dir": "~/knative",
-    "artifact_repo": "https://github.com/eniac/mu2sls.git",
-    "artifact_commit": "d75b89f7583cfb5cf969427b0a4e4813e59db76c",
     "wrk2_dir": "~/wrk2",
     "pods_timeout_s": 600,
     "install": True,
     "remote_dir_template": "/tmp/benchpipe/{run_id}/{experiment}/{baseline}/{point}",
 }
 FDB_CLUSTER_FILE = "/etc/foundationdb/fdb.cluster"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _repo_file(path: str, key: str) -> str:
+    """A file named relative to the repository (as choice_file is), its text."""
+    try:
+        return (REPO / path).read_text()
+    except OSError:
+        raise StackError(f"{key}: expected a readable file of the repository, got {path}") from None
 
 
 @dataclass
@@ -88,7 +98,7 @@ def _script(lines: list[str]) -> str:
 
 
 class KnativeDeployer:
-    """settings: see DEFAULTS (namespace, domain, versions, minikube size, artifact_dir, install...)."""
+    """settings: see DEFAULTS (namespace, domain, versions, minikube size, wrk2's folder, install...)."""
 
     # The services keep no per-request records for the controller to count (wrk2 reports them).
     records_calls = False
@@ -102,20 +112,23 @@ class KnativeDeployer:
         return "{service}." + f"{self.s['namespace']}.{self.s['domain']}"
 
     def env_lines(self) -> list[str]:
-        """LOAD_BALANCER_IP and FDB_CLUSTER_DATA as the artifact's setup_env_vars.sh sets them."""
-        return [
+        """LOAD_BALANCER_IP (and FDB_CLUSTER_DATA) as the mu2sls artifact's setup_env_vars.sh sets them."""
+        lines = [
             'export LOAD_BALANCER_IP="$(kubectl --namespace kourier-system get service kourier'
             " -o jsonpath='{.spec.clusterIP}')\"",
-            f'export FDB_CLUSTER_DATA="$(cat {FDB_CLUSTER_FILE})"',
-            'test -n "$LOAD_BALANCER_IP" && test -n "$FDB_CLUSTER_DATA"',
+            'test -n "$LOAD_BALANCER_IP"',
         ]
+        if self.s["foundationdb_version"]:
+            lines += [f'export FDB_CLUSTER_DATA="$(cat {FDB_CLUSTER_FILE})"', 'test -n "$FDB_CLUSTER_DATA"']
+        return lines
 
-    def reset_lines(self) -> list[str]:
-        """The artifact's reset between points: kn service delete --all, clear_db.py, wait for 0 pods."""
+    def reset_lines(self, kn: dict[str, Any]) -> list[str]:
+        """Between points: kn service delete --all, the experiment's reset (mu2sls: clear_db.py), 0 pods."""
+        reset = [f"(cd {_q(kn.get('workdir', '~'))} && {kn['reset']})"] if kn.get("reset") else []
         return [
             # As in the artifact, whatever it says (none left is fine): the pods are counted next.
             "kn service delete --all || true",
-            f"(cd {_q(self.s['artifact_dir'])} && python3 scripts/clear_db.py)",
+            *reset,
             *wait_pods(0, self.s["pods_timeout_s"]),
         ]
 
@@ -130,7 +143,9 @@ class KnativeDeployer:
         scale = int(kn.get("scale", 1))
         annotations = [f"{k}={v}" for k, v in (kn.get("annotations") or {}).items()]
         ann = "".join(f" --annotation {shlex.quote(a)}" for a in annotations)
-        envs = ' --env "LOAD_BALANCER_IP=${LOAD_BALANCER_IP}" --env "FDB_CLUSTER_DATA=${FDB_CLUSTER_DATA}"'
+        envs = ' --env "LOAD_BALANCER_IP=${LOAD_BALANCER_IP}"'
+        if self.s["foundationdb_version"]:
+            envs += ' --env "FDB_CLUSTER_DATA=${FDB_CLUSTER_DATA}"'
         envs += "".join(f" --env {shlex.quote(f'{k}={v}')}" for k, v in sorted(env.items()))
         create, update, names, images, pods = [], [], [], [], 0
         for svc in spec["services"]:
@@ -149,10 +164,11 @@ class KnativeDeployer:
                 # As the artifact's eval_media.sh does for composereview after the deploy.
                 update.append(f"kn service update {name} --scale-min {own} --scale-max {own}{ann}")
             pods += own
-        populate = [f"(cd {_q(self.s['artifact_dir'])} && {spec['populate']})"] if spec.get("populate") else []
+        workdir = _q(kn.get("workdir", "~"))
+        populate = [f"(cd {workdir} && {spec['populate']})"] if spec.get("populate") else []
         deploy = [
             *self.env_lines(),
-            *self.reset_lines(),
+            *self.reset_lines(kn),
             *create,
             *update,
             *wait_pods(pods, self.s["pods_timeout_s"]),
@@ -167,7 +183,12 @@ class KnativeDeployer:
             "pods": pods,
             "host_from_path": self.host_from_path(),
             "deploy_script": _script(deploy),
-            "reset_script": _script(self.reset_lines()),
+            "reset_script": _script(self.reset_lines(kn)),
+            # The experiment's own preparation of the node (a file of the repository, sent as text).
+            "setup_script": _repo_file(kn["setup_script"], "stack.knative.setup_script")
+            if kn.get("setup_script")
+            else "",
+            "workdir": kn.get("workdir", "~"),
         }
 
     def install_scripts(self) -> list[str]:
@@ -176,10 +197,17 @@ class KnativeDeployer:
         scripts, each over its own SSH login: the second needs the docker group the first adds (the
         artifact logs in again in between)."""
         s = self.s
-        kv, fdb = s["knative_version"], s["fdb_version"]
+        kv, fdb = s["knative_version"], s["foundationdb_version"]
         rel = f"https://github.com/apple/foundationdb/releases/download/{fdb}"
         debs = f"foundationdb-clients_{fdb}-1_amd64.deb foundationdb-server_{fdb}-1_amd64.deb"
-        art, wrk2 = _q(s["artifact_dir"]), _q(s["wrk2_dir"])
+        wrk2 = _q(s["wrk2_dir"])
+        fdb_lines = [
+            # FoundationDB server + client on the host, listening on its public address.
+            "if ! command -v fdbcli >/dev/null; then",
+            f"  (cd /tmp && for d in {debs}; do wget -q {rel}/$d; done && sudo dpkg -i {debs})",
+            "  sudo python3 /usr/lib/foundationdb/make_public.py",
+            "fi",
+        ]
         packages = "curl wget git build-essential libssl-dev zlib1g-dev python3-pip"
         first = [
             "export DEBIAN_FRONTEND=noninteractive",
@@ -204,26 +232,11 @@ class KnativeDeployer:
             f"  curl -fsSLo /tmp/kn https://github.com/knative/client/releases/download/{kv}/kn-linux-amd64",
             "  sudo install /tmp/kn /usr/local/bin/kn",
             "fi",
-            # FoundationDB server + client on the host, listening on its public address.
-            "if ! command -v fdbcli >/dev/null; then",
-            f"  (cd /tmp && for d in {debs}; do wget -q {rel}/$d; done && sudo dpkg -i {debs})",
-            "  sudo python3 /usr/lib/foundationdb/make_public.py",
-            "fi",
-            # The artifact's scripts' client (clear_db.py, populate_*.py); newer Ubuntus need the flag.
-            f'python3 -c "import fdb, httpx" 2>/dev/null || pip3 install foundationdb=={fdb} httpx'
-            f" || pip3 install --break-system-packages foundationdb=={fdb} httpx",
+            *(fdb_lines if fdb else []),
             # wrk2 built from source. benchpipe's Lua script needs no rocks (the artifact's load json,
             # socket and uuid; benchpipe renders the bodies in plain Lua).
             f"if [ ! -x {wrk2}/wrk ]; then",
             f"  rm -rf {wrk2} && git clone https://github.com/giltene/wrk2.git {wrk2} && make -C {wrk2} -j",
-            "fi",
-            # The artifact's scripts (clear_db.py, populate_*.py) laid out as upload-to-remote.sh does.
-            f"if [ ! -f {art}/scripts/clear_db.py ]; then",
-            f"  rm -rf ~/mu2sls && git clone {shlex.quote(s['artifact_repo'])} ~/mu2sls",
-            f"  git -C ~/mu2sls checkout {shlex.quote(s['artifact_commit'])}",
-            f"  mkdir -p {art} && cp -r ~/mu2sls/scripts/knative/. {art}/",
-            f"  cp -r ~/mu2sls/runtime ~/mu2sls/scripts {art}/ && cp -r ~/mu2sls/tests/. {art}/",
-            f"  cp -r ~/mu2sls/experiments/. {art}/",
             "fi",
             # start-cluster.sh: minikube with Knative Serving and Kourier, then the tunnel.
             "if ! minikube status >/dev/null 2>&1; then",
@@ -244,14 +257,15 @@ class KnativeDeployer:
         return [_script(first), _script(lines)]
 
     # --- running on the node ------------------------------------------------------------------
-    def _run_script(self, node: Host, text: str, path: str, timeout_s: float) -> str:
+    def _run_script(self, node: Host, text: str, path: str, timeout_s: float, *args: str) -> str:
         with tempfile.NamedTemporaryFile("w", suffix=".sh") as f:
             f.write(text)
             f.flush()
             remote.put(node, f.name, path)
         folder = path.rsplit("/", 1)[0] or "/"
+        argv = "".join(f" {_q(a)}" for a in args)
         try:
-            return remote.run(node, f"cd {shlex.quote(folder)} && bash {shlex.quote(path)}", timeout_s=timeout_s)
+            return remote.run(node, f"cd {shlex.quote(folder)} && bash {shlex.quote(path)}{argv}", timeout_s=timeout_s)
         except remote.RemoteError as e:
             # The trace's last lines name the failing command; the script stays on the host.
             raise remote.RemoteError(f"{path} failed: {e}") from None
@@ -262,6 +276,9 @@ class KnativeDeployer:
         if self.s["install"]:
             for i, text in enumerate(self.install_scripts(), 1):
                 self._run_script(node, text, f"{remote_dir}/install-{i}.sh", 3600)
+        if rendered.get("setup_script"):
+            # The experiment's preparation (mu2sls: the artifact's scripts in its folder), idempotent.
+            self._run_script(node, rendered["setup_script"], f"{remote_dir}/setup.sh", 1800, rendered["workdir"])
         self._run_script(node, rendered["deploy_script"], f"{remote_dir}/deploy.sh", 2 * self.s["pods_timeout_s"] + 600)
         lb_ip = remote.run(node, f"cat {shlex.quote(remote_dir)}/lb_ip").strip()
         return KnativeStack(
