@@ -34,6 +34,7 @@ include: "rules/cluster.smk"
 rule all:
     input:
         get_final_figures(),
+        get_final_summaries(),
     default_target: True
 
 

@@ -67,8 +67,21 @@ def cmd_summarize(args: argparse.Namespace) -> None:
 
     config = _config(args)
     exp = load_configured_experiment(config, args.experiment)
-    df = summarize(exp, Path(config["results_dir"]), config["repetitions"])
-    write_summary(df, Path(args.parquet), Path(args.csv))
+    points = None
+    if args.figure:
+        # Only the points that figure draws of this experiment (the figure's own summary of it).
+        from benchpipe.experiment import drawn_points, figure_experiments
+
+        if not args.owner:
+            raise ConfigError("summarize --figure: expected --owner, the experiment whose file holds the figure")
+        owner = load_configured_experiment(config, args.owner)
+        fig = next((f for f in owner.data["figures"] if f["name"] == args.figure), None)
+        if fig is None:
+            raise ConfigError(f"{owner.source}: figures: no figure named {args.figure!r}")
+        exps = {n: load_configured_experiment(config, n) for n in figure_experiments(fig, owner.name)}
+        points = drawn_points(fig, owner.name, exps, config["repetitions"]).get(exp.name, [])
+    df = summarize(exp, Path(config["results_dir"]), config["repetitions"], points)
+    write_summary(df, Path(args.parquet), Path(args.csv) if args.csv else None)
     behind = df.filter(df["fell_behind"]) if "fell_behind" in df.columns else df.clear()
     for row in behind.iter_rows(named=True):
         log.warning("%s/%s: generator fell behind (%s)", row["baseline"], row["point"], row["fell_behind_reason"])
@@ -178,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     add("collect", cmd_collect, "deploy", "measured", "raw", "manifest", "log-dir").add_argument(
         "--siblings", nargs="*", default=[]
     )
-    add("summarize", cmd_summarize, "experiment", "parquet", "csv")
+    summ = add("summarize", cmd_summarize, "experiment", "parquet")
+    summ.add_argument("--csv", default=None)
+    summ.add_argument("--figure", default=None, help="summarize only the points this figure draws")
+    summ.add_argument("--owner", default=None, help="the experiment whose file holds --figure")
     add("plot", cmd_plot, "experiment", "figure", "png", "html").add_argument("--summary", nargs="+", required=True)
     add("teardown", cmd_teardown)
     add("preflight", cmd_preflight)

@@ -93,6 +93,14 @@ def check_report(
     return rep
 
 
+def _records_calls(spec: dict[str, Any]) -> bool:
+    """Does the point's stack record every call (async_results)? Not the real mu2sls services."""
+    from benchpipe import registry
+
+    name = (spec.get("deployer") or {}).get("name")
+    return not name or bool(getattr(registry.load("deployer", name), "records_calls", True))
+
+
 def check_raw(spec: dict[str, Any], raw: Path) -> dict[str, Any]:
     """What a complete point's raw folder must hold; returns facts for the manifest."""
     facts: dict[str, Any] = {}
@@ -101,7 +109,7 @@ def check_raw(spec: dict[str, Any], raw: Path) -> dict[str, Any]:
         trace = raw / "trace.txt"
         if not trace.exists() or trace.stat().st_size == 0:
             raise RawDataError(f"{trace}: missing or empty")
-    else:
+    elif _records_calls(spec):
         facts["async_results_entries"] = check_async_results(raw / "async_results")
     if "consistency" in metrics:
         trace = raw / "traces.jsonl"

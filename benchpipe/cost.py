@@ -98,7 +98,9 @@ def cost_text(cost: dict[str, Any], market: str) -> str:
     lines.append(
         f"  total: {cost['instance_hours']:.1f} instance-hours{money}; wall time about {cost['wall_s'] / 3600:.1f} h"
     )
-    if cost["quota_vcpus"] is None:
+    if not priced:
+        pass  # existing hosts: no quota to fit in
+    elif cost["quota_vcpus"] is None:
         lines.append(f"  vCPU: {cost['peak_vcpus']} at once (set provider.settings.vcpu_quota to check it)")
     else:
         verdict = "fits" if cost["quota_ok"] else "EXCEEDS"

@@ -315,6 +315,46 @@ def figure_experiments(fig: dict[str, Any], owner: str) -> list[str]:
     return names
 
 
+def drawn_points(
+    fig: dict[str, Any], owner: str, experiments: dict[str, Experiment], repetitions: int = 1
+) -> dict[str, list[Point]]:
+    """Per experiment a figure reads (figure_experiments), the points it draws: for `lines` figures
+    those its panels (experiment, baselines, filter) and reference lines (experiment, filter)
+    select; every point for other kinds. A filter on a column that is not a point's own (a metric)
+    keeps the point: only its summary can tell."""
+    names = figure_experiments(fig, owner)
+    panels = fig.get("panels") or []
+    if fig.get("kind") != "lines" or not panels:
+        return {n: experiments[n].all_points(repetitions) for n in names}
+    selectors: list[tuple[str, list[str] | None, dict[str, Any]]] = []
+    for panel in panels:
+        selectors.append((panel.get("experiment") or owner, panel.get("baselines"), panel.get("filter") or {}))
+        ref = panel.get("reference")
+        if ref:
+            selectors.append((ref.get("experiment") or owner, None, ref.get("filter") or {}))
+    out = {}
+    for name in names:
+        exp = experiments[name]
+        out[name] = [
+            p for p in exp.all_points(repetitions) if any(e == name and _selects(exp, p, b, f) for e, b, f in selectors)
+        ]
+    return out
+
+
+def _selects(exp: Experiment, point: Point, baselines: list[str] | None, filt: dict[str, Any]) -> bool:
+    if baselines and point.baseline not in baselines:
+        return False
+    facts = {
+        "experiment": exp.name,
+        "baseline": point.baseline,
+        "label": exp.baseline(point.baseline)["label"],
+        "point": point.name,
+        "repetition": point.repetition,
+        **point.params,
+    }
+    return all(k not in facts or facts[k] == v or str(facts[k]) == str(v) for k, v in filt.items())
+
+
 def check_figure_references(experiments: dict[str, Experiment]) -> None:
     """Every experiment a figure draws from exists (in some suite)."""
     for exp in experiments.values():

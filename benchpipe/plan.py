@@ -9,27 +9,33 @@ from typing import Any
 
 from benchpipe.experiment import Experiment, figure_experiments
 
+Keys = set[tuple[str, str, str]]
+
 
 def point_status(
-    exps: list[Experiment], results: Path, repetitions: int
+    exps: list[Experiment], results: Path, repetitions: int, only: Keys | None = None
 ) -> dict[tuple[str, str], dict[str, list[str]]]:
-    """{(experiment, baseline): {"run": [points], "done": [points]}}; done = has manifest.json."""
+    """{(experiment, baseline): {"run": [points], "done": [points]}}; done = has manifest.json.
+    `only`: the (experiment, baseline, point) keys the targets need (the points figures draw)."""
     out: dict[tuple[str, str], dict[str, list[str]]] = {}
     for exp in exps:
         for b in exp.baselines:
+            points = [p for p in exp.points(b, repetitions) if only is None or (exp.name, b, p.name) in only]
+            if not points:
+                continue
             st = out.setdefault((exp.name, b), {"run": [], "done": []})
-            for p in exp.points(b, repetitions):
+            for p in points:
                 done = (results / exp.name / b / p.name / "manifest.json").exists()
                 st["done" if done else "run"].append(p.name)
     return out
 
 
-def cluster_plans(exps: list[Experiment], results: Path, repetitions: int) -> list[Any]:
+def cluster_plans(exps: list[Experiment], results: Path, repetitions: int, only: Keys | None = None) -> list[Any]:
     from benchpipe.cost import ClusterPlan
 
     by_name = {e.name: e for e in exps}
     plans = []
-    for (exp_name, b), st in point_status(exps, results, repetitions).items():
+    for (exp_name, b), st in point_status(exps, results, repetitions, only).items():
         exp = by_name[exp_name]
         base = exp.baseline(b)
         wl = {**exp.data["workload"], **base.get("workload", {})}
@@ -39,9 +45,14 @@ def cluster_plans(exps: list[Experiment], results: Path, repetitions: int) -> li
 
 
 def plan_text(
-    exps: list[Experiment], results: Path, repetitions: int, target: str, provider: dict[str, Any] | None = None
+    exps: list[Experiment],
+    results: Path,
+    repetitions: int,
+    target: str,
+    provider: dict[str, Any] | None = None,
+    only: Keys | None = None,
 ) -> str:
-    status = point_status(exps, results, repetitions)
+    status = point_status(exps, results, repetitions, only)
     by_name = {e.name: e for e in exps}
     lines = [f"benchpipe plan ({target}): results in {results}/"]
     total_run = total_done = 0
@@ -51,9 +62,15 @@ def plan_text(
         machines = Counter(m.get("instance_type", "?") for m in exp.machines(shape))
         kinds = ", ".join(f"{n} x {t}" for t, n in sorted(machines.items()))
         cluster = "this machine" if target == "local" else f"cluster {shape}: {kinds}"
-        if target == "ssh":  # owned hosts: their names when few, else the count (each listed below)
-            names = [m["name"] for m in exp.machines(shape)]
-            cluster = f"cluster {shape}: " + (f"hosts {', '.join(names)}" if len(names) <= 3 else f"{len(names)} hosts")
+        if target == "ssh":
+            # Existing hosts: named with where they are when few (each is listed below), else counted.
+            owned = exp.machines(shape)
+            settings = (provider or {}).get("settings", {})
+            cluster = f"cluster {shape}: " + (
+                "hosts " + ", ".join(_host_text(m["name"], settings) for m in owned)
+                if len(owned) <= 3
+                else f"{len(owned)} hosts"
+            )
         own = exp.data.get("targets", {}).get(target, {}).get("deployer")
         if own:
             cluster += f"; deployer {own['name']}"
@@ -71,7 +88,7 @@ def plan_text(
 
         settings = (provider or {}).get("settings", {})
         prices = load_prices()
-        plans = cluster_plans(exps, results, repetitions)
+        plans = cluster_plans(exps, results, repetitions, only)
         market = "on-demand" if settings.get("market") == "on-demand" else "spot"
         if target == "ssh":
             market = "owned"  # existing hosts: time, not money
@@ -108,6 +125,14 @@ def ssh_hosts_lines(
             labels = f"  [{', '.join(m.get('labels', []))}]" if m.get("labels") else ""
             lines.append(f"    {m['name']} ({m['role']}): {where}{labels}")
     return lines
+
+
+def _host_text(machine: str, settings: dict[str, Any]) -> str:
+    for h in settings.get("hosts") or []:
+        if isinstance(h, dict) and h.get("name") == machine:
+            where = h.get("ssh_alias") or h.get("address", "?")
+            return f"{machine} ({h['user']}@{where})" if h.get("user") else f"{machine} ({where})"
+    return f"{machine} (not in provider.settings.hosts)"
 
 
 def experiments_for_targets(
@@ -206,3 +231,16 @@ def remove_stale_products(exp: Experiment, results: Path, figures: Path) -> list
     for p in removed:
         p.unlink()
     return removed
+
+
+def stale_drawn(drawn: dict[str, dict[str, list[Any]]], results: Path) -> list[tuple[str, str]]:
+    """(figure, experiment) whose figure's own summary of drawn points (drawn-<figure>.parquet)
+    exists although one of those points has no result (see stale_experiments)."""
+    stale = []
+    for figure, per_exp in drawn.items():
+        for name, points in per_exp.items():
+            if (results / name / f"drawn-{figure}.parquet").exists() and any(
+                not (results / p.experiment / p.baseline / p.name / "manifest.json").exists() for p in points
+            ):
+                stale.append((figure, name))
+    return stale

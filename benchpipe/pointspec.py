@@ -97,6 +97,9 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
             "data": stackspec.resolve_data_files(stack["data"], config.get("data_files") or {}, stackspec.REPO),
             "ready": stack["ready"],
             "after_ready": stack["after_ready"],
+            # The profile's deployer's own section of the stack (stack.knative), if the experiment
+            # has one: other deployers' points keep their hashes.
+            **{k: v for k, v in exp.data["stack"].items() if k == config["deployer"]["name"]},
         },
         "env": env,
         "deployer": _deployer_config({**config, "deployer": deployer_for(config, exp)}),

@@ -16,6 +16,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "process": "benchpipe.deployers.process:ProcessDeployer",
         "swarm": "benchpipe.deployers.swarm:SwarmDeployer",
         "remote-process": "benchpipe.deployers.remote_process:RemoteProcessDeployer",
+        "knative": "benchpipe.deployers.knative:KnativeDeployer",
     },
     "generator": {
         "openloop": "benchpipe.generators.openloop:OpenLoopGenerator",

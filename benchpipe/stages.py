@@ -464,7 +464,13 @@ def _remote_generator(
             f.flush()
             remote.put(client, f.name, path)
 
-    generator.s.update(runner=runner, put=put, script_dir=ctx["work_dir"])
+    generator.s.update(
+        runner=runner,
+        put=put,
+        script_dir=ctx["work_dir"],
+        # What the deployer's ingress needs of each request (Knative: a Host header per service).
+        **ctx.get("generator_settings", {}),
+    )
     timing["generator_host"] = client.name
     return ctx["target"], generator
 

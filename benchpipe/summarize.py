@@ -11,7 +11,7 @@ import polars as pl
 
 from benchpipe import registry
 from benchpipe.errors import RawDataError
-from benchpipe.experiment import Experiment
+from benchpipe.experiment import Experiment, Point
 
 MetricFn = Callable[[Path, dict[str, Any], dict[str, Any]], dict[str, Any] | list[dict[str, Any]]]
 
@@ -24,12 +24,13 @@ def _metric(name: str) -> MetricFn:
         raise ValueError(str(e)) from None
 
 
-def summarize(exp: Experiment, results: Path, repetitions: int) -> pl.DataFrame:
-    """Rows for every planned point; a missing or bad point is an error naming it, never a zero."""
+def summarize(exp: Experiment, results: Path, repetitions: int, points: list[Point] | None = None) -> pl.DataFrame:
+    """Rows for every planned point (or only `points`: those a figure draws); a missing or bad
+    point is an error naming it, never a zero."""
     summary = exp.data["summary"]
     rows: list[dict[str, Any]] = []
     missing = []
-    for point in exp.all_points(repetitions):
+    for point in exp.all_points(repetitions) if points is None else points:
         folder = results / exp.name / point.baseline / point.name
         manifest_path = folder / "manifest.json"
         if not manifest_path.exists():
@@ -69,7 +70,8 @@ def summarize(exp: Experiment, results: Path, repetitions: int) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def write_summary(df: pl.DataFrame, parquet: Path, csv: Path) -> None:
+def write_summary(df: pl.DataFrame, parquet: Path, csv: Path | None) -> None:
     parquet.parent.mkdir(parents=True, exist_ok=True)
     df.write_parquet(parquet)
-    df.write_csv(csv)
+    if csv is not None:
+        df.write_csv(csv)

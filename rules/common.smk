@@ -10,6 +10,7 @@ from benchpipe.cost import machines_vcpus
 from benchpipe.diskspace import shortage
 from benchpipe.experiment import (
     check_figure_references,
+    drawn_points,
     experiment_files,
     figure_experiments,
     load_experiment,
@@ -23,6 +24,7 @@ from benchpipe.plan import (
     parked_points,
     plan_text,
     remove_stale_products,
+    stale_drawn,
     stale_experiments,
     tables_only,
 )
@@ -83,6 +85,13 @@ try:
         EXPERIMENTS,
     )
     refuse_unsupported(config, REACHED)
+    # Per figure, per experiment it reads: the points it draws.
+    DRAWN = {
+        name: drawn_points(
+            next(f for f in exp.data["figures"] if f["name"] == name), exp.name, EXPERIMENTS, config["repetitions"]
+        )
+        for name, exp in FIGURES.items()
+    }
 except ConfigError as e:
     raise WorkflowError(f"Invalid configuration:\n{e}") from None
 
@@ -136,6 +145,13 @@ if not DRYRUN:
     for _name in STALE:
         for _p in remove_stale_products(EXPERIMENTS[_name], Path(R), Path(F)):
             print(f"benchpipe: {_p} is stale (a point of {_name} has no result); rebuilding it", file=sys.stderr)
+STALE_DRAWN = stale_drawn(DRAWN, Path(R))
+if not DRYRUN:
+    for _fig, _name in STALE_DRAWN:
+        for _p in [Path(R, _name, f"drawn-{_fig}.parquet"), Path(F, f"{_fig}.png"), Path(F, f"{_fig}.html")]:
+            if _p.exists():
+                _p.unlink()
+                print(f"benchpipe: {_p} is stale (a point of {_name} has no result); rebuilding it", file=sys.stderr)
 # Stage files of unfinished points whose stack or cluster is gone (a teardown, a reboot) are void:
 # a real run removes them so that those stages run again; a dry run marks them (get_restack_mark).
 VOID = {}
@@ -147,6 +163,20 @@ if not DRYRUN:
     for _key, _void in VOID.items():
         print(f"benchpipe: {point_dir(*_key)}: its stack or cluster is gone; redoing from {_void[0].name}", file=sys.stderr)
         remove(_void)
+
+
+def targeted_points(targets):
+    """The points a run's targets measure: of figures, those they draw; of rule all, every point of
+    the chosen experiments; None when the targets are something else."""
+    if not targets or list(targets) == ["all"]:
+        return {k for k in POINTS if k[0] in config["experiments"]}
+    stems = [Path(str(t)).stem for t in targets]
+    if any(s not in FIGURES for s in stems):
+        return None
+    return {(p.experiment, p.baseline, p.name) for s in stems for pts in DRAWN[s].values() for p in pts}
+
+
+ONLY = targeted_points(TARGETS)
 # A run stopping with stacks up (--until deploy, warmup or run) takes one point per cluster that
 # far (a cluster holds one stack at a time); the others' stages wait for the next run. Only for
 # such runs, the summaries (which they never build) ask for just those points.
@@ -157,14 +187,21 @@ if set(UNTIL) & set(STACK_STAGES):
     _shared = registry.load("provider", config["provider"]["name"]).shared_machines
     PARKED = set(
         parked_points(
-            [k for k in POINTS if not Path(point_dir(*k), "manifest.json").exists()],
+            [
+                k
+                for k in POINTS
+                if not Path(point_dir(*k), "manifest.json").exists()
+                and (ONLY is None or k in ONLY)  # a point the targets measure (not another suite's)
+            ],
             group=lambda k: "machines" if _shared else f"{k[0]}/{k[1]}",
             holds=lambda k: Path(point_dir(*k), "deploy.json").exists() and k not in VOID,
         )
     )
+
+
 if DRYRUN:
     # The plan, before anything is spent (a dry run runs no rule and no hook).
-    print(plan_text(REACHED, Path(R), REPS, config["target"], config["provider"]), file=sys.stderr)
+    print(plan_text(REACHED, Path(R), REPS, config["target"], config["provider"], ONLY), file=sys.stderr)
 
 
 wildcard_constraints:
@@ -182,6 +219,11 @@ def get_final_figures():
         for f in EXPERIMENTS[name].data["figures"]
         for ext in ("png", "html")
     ] + [f"{R}/{name}/summary.csv" for name in config["experiments"] if name in TABLES_ONLY]
+
+
+def get_final_summaries():
+    # Every experiment's table, also of experiments whose figures draw only some of their points.
+    return [f"{R}/{name}/summary.csv" for name in config["experiments"]]
 
 
 def _point(wildcards):
@@ -242,11 +284,37 @@ def get_stale_mark(wildcards):
     return "rebuild: points missing" if DRYRUN and wildcards.exp in STALE else ""
 
 
+def get_drawn_stale_mark(wildcards):
+    return "rebuild: points missing" if DRYRUN and (wildcards.figure, wildcards.exp) in STALE_DRAWN else ""
+
+
 def get_figure_summary(wildcards):
-    """The summaries a figure draws: its experiment's first, then its panels' and reference lines'."""
-    exp = FIGURES[wildcards.figure]
-    fig = next(f for f in exp.data["figures"] if f["name"] == wildcards.figure)
-    return [f"{R}/{name}/summary.parquet" for name in figure_experiments(fig, exp.name)]
+    """The summaries a figure draws: its experiment's first, then its panels' and reference lines'.
+    Of an experiment it draws only some points of (some baselines, one app), the figure reads its
+    own summary of those points, so it needs only what it draws measured."""
+    out = []
+    for name, points in DRAWN[wildcards.figure].items():
+        whole = len(points) == len(EXPERIMENTS[name].all_points(REPS))
+        out.append(f"{R}/{name}/summary.parquet" if whole else f"{R}/{name}/drawn-{wildcards.figure}.parquet")
+    return out
+
+
+def get_drawn_manifests(wildcards):
+    """The manifests of the points of experiment `exp` that figure `figure` draws."""
+    drawn = DRAWN[wildcards.figure]
+    if wildcards.exp not in drawn:
+        raise WorkflowError(f"figure {wildcards.figure} draws nothing of experiment {wildcards.exp}")
+    return [
+        f"{point_dir(p.experiment, p.baseline, p.name)}/manifest.json"
+        for p in drawn[wildcards.exp]
+        if PARKED is None
+        or (p.experiment, p.baseline, p.name) in PARKED
+        or Path(point_dir(p.experiment, p.baseline, p.name), "manifest.json").exists()
+    ]
+
+
+def get_figure_owner(wildcards):
+    return FIGURES[wildcards.figure].name
 
 
 def get_figure_caption(wildcards):

@@ -25,6 +25,25 @@ rule summarize:
         " --parquet {output.parquet} --csv {output.csv} > {log} 2>&1"
 
 
+# A figure's own summary of the points it draws of an experiment (when it draws only some).
+rule summarize_drawn:
+    input:
+        get_drawn_manifests,
+    output:
+        f"{R}/{{exp}}/drawn-{{figure}}.parquet",
+    conda:
+        "../environment.yml"
+    log:
+        f"{R}/logs/{{exp}}/drawn-{{figure}}.log",
+    params:
+        config=get_config_json,
+        owner=get_figure_owner,
+        stale=get_drawn_stale_mark,
+    shell:
+        "python -m benchpipe summarize --config-json {params.config:q} --experiment {wildcards.exp}"
+        " --figure {wildcards.figure} --owner {params.owner} --parquet {output} > {log} 2>&1"
+
+
 rule plot:
     input:
         get_figure_summary,

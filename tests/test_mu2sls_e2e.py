@@ -68,3 +68,17 @@ def test_tiny_figure_10_end_to_end(tmp_path, no_stray_stack):
 
     again = snakemake(wd, "figures/mu2sls_fig10.png")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_until_deploy_of_a_figure_takes_a_point_it_draws_not_another_suites(tmp_path, no_stray_stack):
+    """With another suite's experiment ahead in the sweep order (halfmoon < mu2sls), --until deploy
+    of Figure 10 leaves one of Figure 10's points deployed; teardown stops it."""
+    wd = make_workdir(tmp_path)
+    halfmoon = wd / "config" / "experiments" / "halfmoon"
+    halfmoon.mkdir()
+    for name in ("_halfmoon.yaml", "hotel.yaml"):
+        shutil.copy(REPO / "config" / "experiments" / "halfmoon" / name, halfmoon)
+    snakemake(wd, "figures/mu2sls_fig10.png", "--until", "deploy")
+    deployed = list((wd / "results").glob("*/*/*/deploy.json"))
+    assert len(deployed) == 1 and deployed[0].parts[-4].startswith("mu2sls_"), deployed
+    snakemake(wd, "teardown")

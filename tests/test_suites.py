@@ -66,7 +66,9 @@ def test_repository_suites_load():
     assert set(suite_experiments(REPO / "config" / "experiments", "halfmoon")) <= set(files)
 
 
-@pytest.mark.parametrize("profile_file", ["profiles/ssh/hosts.yaml", "profiles/aws/aws.yaml"])
+@pytest.mark.parametrize(
+    "profile_file", ["profiles/ssh/hosts.yaml", "profiles/aws/aws.yaml", "profiles/mu2sls-node/node.yaml"]
+)
 def test_remote_profiles_run_every_experiment_at_the_papers_values(profile_file):
     """Snakemake merges a profile's configfile over config.yaml key by key, so a per-experiment local
     factor would survive a profile that only resets the global ones: every experiment of every suite

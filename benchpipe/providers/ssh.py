@@ -5,7 +5,8 @@ docker}]. The experiment's machine names are matched to the listed names; the ho
 host that refuses SSH is named and nothing is deployed), joined into one swarm (manager init,
 workers join, node labels) when the experiment deploys on the swarm, and left as they were at
 teardown: they are not ours to destroy. A host with `docker: false` (Pronghorn's CRIU host, whose
-processes the remote-process deployer starts) is probed with SSH alone.
+processes the remote-process deployer starts) is probed with SSH alone; so is every host with
+settings.swarm: false (a deployer that prepares its hosts itself: knative, which installs Docker).
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ class SshProvider:
         self.hosts = hosts_from_settings(self.s)
         self.without_docker = {h["name"] for h in self.s["hosts"] if isinstance(h, dict) and h.get("docker") is False}
 
+    @property
+    def swarm(self) -> bool:
+        return bool(self.s.get("swarm", True))
+
     def preflight(self) -> list[str]:
-        docker = [h for h in self.hosts if h.name not in self.without_docker]
-        plain = [h for h in self.hosts if h.name in self.without_docker]
+        docker = [h for h in self.hosts if self.swarm and h.name not in self.without_docker]
+        plain = [h for h in self.hosts if h not in docker]
         return _not_answering(docker, DOCKER_PROBE, 30) + _not_answering(plain, "true", 30)
 
     def _select(self, spec: dict[str, Any]) -> list[Host]:
@@ -84,13 +89,15 @@ class SshProvider:
 
     def provision(self, spec: dict[str, Any], *, name: str, run_id: str, experiment: str, baseline: str) -> Cluster:
         hosts = self._select(spec)
-        swarm = spec.get("deployer", "swarm") == "swarm"
+        swarm = self.swarm and spec.get("deployer", "swarm") == "swarm"
         for h in hosts:  # probe all before touching any
             remote.run(h, DOCKER_PROBE if swarm else "true", timeout_s=30)
         if swarm:
             # Existing hosts keep their names (the hosts file names them as they are) unless asked.
             bootstrap(
-                hosts, rename=bool(self.s.get("set_hostnames", False)), storage=bool(self.s.get("mount_storage", False))
+                hosts,
+                rename=bool(self.s.get("set_hostnames", False)),
+                storage=bool(self.s.get("mount_storage", False)),
             )
         return Cluster(
             name=name,
@@ -112,6 +119,8 @@ class SshProvider:
 
     def teardown(self, cluster: Cluster) -> None:
         # Stacks are removed point by point; a stack left by a killed job goes here. Hosts stay.
+        if not self.swarm:
+            return
         stack = self.s.get("stack", "benchpipe")
         try:
             remote.run(cluster.manager, f"docker stack rm {stack} >/dev/null 2>&1 || true")
