@@ -243,7 +243,7 @@ def test_dry_run_plans_figure_10_on_the_node(tmp_path):
     )
     text = out.stdout + out.stderr
     assert "benchpipe plan (ssh)" in text
-    assert "mu2sls_counter/mu2sls: 8 to run, 0 done  [cluster node: mu2sls-node (me@node0.example.org)]" in text
+    assert "mu2sls_counter/mu2sls: 8 to run, 0 done  [cluster node: hosts mu2sls-node (me@node0.example.org)]" in text
     assert "to run: R20 R60 R100 R140 R180 R220 R260 R300" in text
     assert "mu2sls_tree/unsafe-ft: 9 to run" in text and "total: 50 point(s) to run" in text
     counts = job_counts(text)

@@ -150,7 +150,8 @@ def test_dry_run_plans_figure5_and_tables_under_ssh_and_refuses_them_locally(tmp
     out = snakemake(wd, "-n", *ssh, "figures/pronghorn_fig5.png", "results-ssh/pronghorn_tables/summary.csv")
     text = out.stdout + out.stderr
     for b in ("cold", "fixed1", "request-centric"):
-        plan = f"pronghorn_fig5/{b}: 12 to run, 0 done  [cluster node: hosts pronghorn; deployer remote-process]"
+        where = "[cluster node: hosts pronghorn (me@criu-host.example.org); deployer remote-process]"
+        plan = f"pronghorn_fig5/{b}: 12 to run, 0 done  {where}"
         assert plan in text
     assert "pronghorn_tables/criu: 10 to run, 0 done" in text and "total: 46 point(s) to run" in text
     assert job_counts(text)["run"] == 46 and job_counts(text)["summarize"] == 2
