@@ -18,7 +18,7 @@ if [ -x testbed/up.sh ]; then
   [ -f "${BENCHPIPE_TESTBED_ENV:-/tmp/benchpipe-testbed/env}" ] && set -a && . "${BENCHPIPE_TESTBED_ENV:-/tmp/benchpipe-testbed/env}" && set +a
 fi
 set +e
-python -m pytest -ra --durations=25 "$@"
+python -m pytest -ra --durations=25 -n "${BENCHPIPE_TEST_WORKERS:-2}" --dist loadgroup "$@"
 rc=$?
 set -e
 # pytest's 5 means no test ran: a failure for us.

@@ -80,6 +80,15 @@ def stack_processes(mine_only: bool = False) -> list[str]:
     return harness_processes(mine_only, ("-m standin",))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under xdist (scripts/test.sh: -n 2 --dist loadgroup) the tests that use the one local test bed
+    (dockerd's swarm, sshd on 127.0.0.1:2222, fixed ports such as 8080) run in one worker, one at a
+    time; everything else spreads over the workers, each with its own state folders (below)."""
+    for item in items:
+        if item.get_closest_marker("docker") or item.get_closest_marker("ssh"):
+            item.add_marker(pytest.mark.xdist_group("testbed"))
+
+
 @pytest.fixture(autouse=True)
 def no_stray_stack():
     """Every test is a row of the fault matrix too: it fails if it leaves a harness process running
