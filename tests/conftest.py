@@ -80,6 +80,7 @@ def stack_processes(mine_only: bool = False) -> list[str]:
     return harness_processes(mine_only, ("-m standin",))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under xdist (scripts/test.sh: -n 2 --dist loadgroup) the tests that use the one local test bed
     (dockerd's swarm, sshd on 127.0.0.1:2222, fixed ports such as 8080) run in one worker, one at a
