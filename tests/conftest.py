@@ -80,7 +80,7 @@ def stack_processes(mine_only: bool = False) -> list[str]:
     return harness_processes(mine_only, ("-m standin",))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+@pytest.hookimpl(hookwrapper=True)  # a wrapper runs before every plain hook, xdist's included
 def pytest_collection_modifyitems(config, items):
     """Under xdist (scripts/test.sh: -n 2 --dist loadgroup) the tests that use the one local test bed
     (dockerd's swarm, sshd on 127.0.0.1:2222, fixed ports such as 8080) run in one worker, one at a
@@ -88,6 +88,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("docker") or item.get_closest_marker("ssh"):
             item.add_marker(pytest.mark.xdist_group("testbed"))
+    yield
 
 
 @pytest.fixture(autouse=True)
