@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,7 @@ def test_start_script_golden():
         "mkdir -p /tmp/benchpipe/r1/pronghorn_fig5/cold/p/logs /tmp/benchpipe/r1/pronghorn_fig5/cold/p/outputs "
         "/tmp/benchpipe/r1/pronghorn_fig5/cold/p/state/host",
         "cd /tmp/benchpipe/r1/pronghorn_fig5/cold/p",
+        "export BENCHPIPE_STACK_DIR=/tmp/benchpipe/r1/pronghorn_fig5/cold/p",
         "export PYTHONPATH=/home/me/code",
         "setsid env EXTRA='a b' python3 -m pronghorn --benchmark bfs --port 40001 > logs/host.log 2>&1 < /dev/null &",
         'echo host "$!" | tee -a pids',
@@ -112,17 +114,44 @@ def test_start_script_golden():
 def test_stop_script_golden():
     script = stop_script("/tmp/w", {"host": 4242}, grace_s=2)
     assert script.splitlines() == [
-        "for g in 4242; do kill -TERM -- -$g 2>/dev/null || true; done",
+        "mine=",
+        "for g in 4242; do",
+        "  tr '\\0' '\\n' < /proc/$g/environ 2>/dev/null | grep -qxF BENCHPIPE_STACK_DIR=/tmp/w && mine=\"$mine $g\"",
+        "done",
+        "for g in $mine; do kill -TERM -- -$g 2>/dev/null || true; done",
         "for _ in $(seq 20); do",
         "  alive=0",
-        "  for g in 4242; do kill -0 -- -$g 2>/dev/null && alive=1; done",
+        "  for g in $mine; do kill -0 -- -$g 2>/dev/null && alive=1; done",
         '  [ "$alive" = 0 ] && break',
         "  sleep 0.1",
         "done",
-        "for g in 4242; do kill -KILL -- -$g 2>/dev/null || true; done",
+        "for g in $mine; do kill -KILL -- -$g 2>/dev/null || true; done",
         "rm -rf /tmp/w",
     ]
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+
+
+def test_stop_script_stops_its_services_and_not_a_process_that_took_a_recorded_pid(tmp_path):
+    # The scripts as the host runs them (bash), here on this machine: one service started, and a
+    # stranger in a session of its own standing for a process that now has a recorded pid.
+    work = str(tmp_path / "point")
+    services = [{"name": "svc", "argv": ["sleep", "300"], "env": {}}]
+    out = subprocess.run(["bash", "-c", start_script(work, services, {})], capture_output=True, text=True, check=True)
+    pid = int(out.stdout.split()[1])
+    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        script = stop_script(work, {"svc": pid, "old": stranger.pid}, grace_s=1)
+        subprocess.run(["bash", "-c", script], check=True, timeout=30)
+        for _ in range(50):  # the service is reaped by init a moment after the signal
+            if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+                break
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        assert stranger.poll() is None, "stop_script signalled a process the point did not start"
+        assert not Path(work).exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 @pytest.mark.parametrize("experiment", ["pronghorn_fig5", "pronghorn_tables"])

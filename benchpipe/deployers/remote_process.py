@@ -77,6 +77,9 @@ def code_archive(packages: list[str]) -> bytes:
     return buf.getvalue()
 
 
+STACK_MARK = "BENCHPIPE_STACK_DIR"
+
+
 def start_script(workdir: str, services: list[dict[str, Any]], env: dict[str, str]) -> str:
     """The shell script that starts a point's services on the host: a fresh folder, each service
     in its own session with its log, and one `name pid` line per service on stdout.
@@ -90,6 +93,9 @@ def start_script(workdir: str, services: list[dict[str, Any]], env: dict[str, st
         f"mkdir -p {w}/logs {w}/outputs " + " ".join(f"{w}/state/{shlex.quote(s['name'])}" for s in services),
         f"cd {w}",
     ]
+    # Every service carries the point's folder in its environment: stop_script signals only groups
+    # whose leader has it (a recorded pid may be another process's by then: pid_max is often 32768).
+    lines.append(f"export {STACK_MARK}={w}")
     lines += [f"export {k}={shlex.quote(str(v))}" for k, v in sorted(env.items())]
     for svc in services:
         name = shlex.quote(svc["name"])
@@ -103,20 +109,26 @@ def start_script(workdir: str, services: list[dict[str, Any]], env: dict[str, st
 
 def stop_script(workdir: str, pids: dict[str, int], grace_s: float) -> str:
     """SIGTERM to each service's process group, SIGKILL to what is left after `grace_s`; the
-    point's folder removed. Idempotent: a group that is gone is skipped."""
+    point's folder removed. Idempotent: a group that is gone is skipped, and so is a recorded pid
+    that now leads another process (its environment lacks the point's folder)."""
     groups = " ".join(str(int(p)) for p in pids.values())
+    mark = shlex.quote(f"{STACK_MARK}={workdir}")
     steps = max(1, int(grace_s * 10))
     return (
         "\n".join(
             [
-                f"for g in {groups}; do kill -TERM -- -$g 2>/dev/null || true; done",
+                "mine=",
+                f"for g in {groups}; do",
+                f"  tr '\\0' '\\n' < /proc/$g/environ 2>/dev/null | grep -qxF {mark} && mine=\"$mine $g\"",
+                "done",
+                "for g in $mine; do kill -TERM -- -$g 2>/dev/null || true; done",
                 f"for _ in $(seq {steps}); do",
                 "  alive=0",
-                f"  for g in {groups}; do kill -0 -- -$g 2>/dev/null && alive=1; done",
+                "  for g in $mine; do kill -0 -- -$g 2>/dev/null && alive=1; done",
                 '  [ "$alive" = 0 ] && break',
                 "  sleep 0.1",
                 "done",
-                f"for g in {groups}; do kill -KILL -- -$g 2>/dev/null || true; done",
+                "for g in $mine; do kill -KILL -- -$g 2>/dev/null || true; done",
                 f"rm -rf {shlex.quote(workdir)}",
             ]
         )
