@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,3 +55,12 @@ def wait_for_count(count: Callable[[], int], expected: int, timeout_s: float, in
         if time.monotonic() > deadline or time.monotonic() - last_change > min(5.0, timeout_s):
             return n
         time.sleep(interval_s)
+
+
+def answers_200(url: str, timeout_s: float) -> bool:
+    """Does `url` answer HTTP 200 within `timeout_s` (no answer, or another status, is False)?"""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False

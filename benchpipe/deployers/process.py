@@ -18,14 +18,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchpipe.deployers.base import wait_for_count
+from benchpipe.deployers.base import answers_200, wait_for_count
 from benchpipe.errors import StackError
 from benchpipe.model import Cluster, write_json_atomic
 
@@ -289,12 +287,8 @@ class ProcessDeployer:
         delay = 0.02
         while True:
             self._check_alive(stack)
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if answers_200(url, 2):
+                return
             if time.monotonic() > deadline:
                 raise DeployError(f"stack not ready: {url} did not answer 200 within {timeout_s:g} s")
             time.sleep(delay)

@@ -24,14 +24,12 @@ import shlex
 import tarfile
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchpipe import remote
-from benchpipe.deployers.base import wait_for_count
+from benchpipe.deployers.base import answers_200, wait_for_count
 from benchpipe.deployers.process import WORKLOADS, DeployError, ProcessDeployer
 from benchpipe.model import Cluster, Host, write_json_atomic
 
@@ -293,12 +291,8 @@ class RemoteProcessDeployer:
             if time.monotonic() >= next_check:  # an SSH round trip: not at every poll
                 self.check_healthy(stack)
                 next_check = time.monotonic() + 2
-            try:
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if answers_200(url, 2):
+                return
             if time.monotonic() > deadline:
                 raise DeployError(f"stack not ready: {url} did not answer 200 within {timeout_s:g} s")
             time.sleep(0.2)
