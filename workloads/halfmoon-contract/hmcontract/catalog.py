@@ -92,34 +92,8 @@ APP_DIRS = _dirs()
 # any other value is fatal.
 LOGGING_MODES = {"read": "READLOG", "write": "WRITELOG", "none": "NONE"}
 
-# sheet §4.2: the tables per app and variant (Unsafe names are b-prefixed, except retwis).
-TABLES = {
-    "singleop": ("singleop",),
-    "hotel": (
-        "user",
-        "search",
-        "flight",
-        "frontend",
-        "geo",
-        "order",
-        "hotel",
-        "profile",
-        "rate",
-        "recommendation",
-        "gateway",
-    ),
-    "movie": tuple(sorted(MOVIE)),
-    "retwis": ("user", "post", "timeline"),
-    "rw": ("rw",),
-    "switching": ("rw",),
-}
-
-
-def table_names(app: str, variant: str) -> tuple[str, ...]:
-    names = TABLES[app]
-    if variant == "unsafe" and app != "retwis":
-        return tuple("b" + n for n in names)
-    return names
+# sheet §4.2: the tables per app and variant; one copy, in the self-contained init (copied to hosts).
+from hmcontract.init_tool import table_names  # noqa: E402,F401
 
 
 def func_name_matches(binary: str, func_name: str, variant: str) -> bool:

@@ -63,6 +63,16 @@ TABLES = {
     "rw": ["rw"],
     "switching": ["rw"],
 }
+
+
+def table_names(app: str, variant: str) -> tuple[str, ...]:
+    """Sheet §4.2: the Unsafe (Beldi baseline) names are b-prefixed, except retwis's."""
+    names = tuple(TABLES[app])
+    if variant == "unsafe" and app != "retwis":
+        return tuple("b" + n for n in names)
+    return names
+
+
 APPS = {
     "bhotel": "hotel",
     "hotel": "hotel",
@@ -373,7 +383,7 @@ def run(argv: list[str], env: dict[str, str]) -> int:
     app, variant = where()
     cmd, rest = check(argv, env)
     prefix = env.get("TABLE_PREFIX", "")
-    names = [("b" + t if variant == "unsafe" and app != "retwis" else t) for t in TABLES[app]]
+    names = list(table_names(app, variant))
     db = Dynamo(env)
     if cmd == "create":
         for t in names:
