@@ -49,6 +49,25 @@ def put(host: Host, local: str, remote_path: str) -> None:
         raise RemoteError(f"host {host.name} ({host.address}): upload to {remote_path} failed: {e}") from None
 
 
+def put_private_text(host: Host, text: str, remote_dir: str, name: str) -> str:
+    """`text` as remote_dir/name, readable by the remote user only (a 0700 folder made first, the
+    file 0600 from a 0600 local file: Fabric's put keeps the mode). Returns the remote path."""
+    import os
+    import shlex
+    import tempfile
+
+    run(host, f"umask 077 && mkdir -p {shlex.quote(remote_dir)} && chmod 0700 {shlex.quote(remote_dir)}")
+    fd, local = tempfile.mkstemp(suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        path = f"{remote_dir}/{name}"
+        put(host, local, path)
+        return path
+    finally:
+        os.unlink(local)
+
+
 def get(host: Host, remote_path: str, local: str) -> None:
     try:
         with connect(host) as c:

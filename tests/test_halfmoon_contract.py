@@ -105,9 +105,9 @@ def eth0(monkeypatch):
     monkeypatch.setattr(checks, "iface_address", lambda iface: "10.0.0.5")
 
 
-def refused(fn, *args, match: str) -> Refusal:
+def refused(fn, *args, match: str, **kw) -> Refusal:
     with pytest.raises(Refusal, match=match) as e:
-        fn(*args)
+        fn(*args, **kw)
     assert "[sheet §" in str(e.value) or "gflags" in str(e.value)
     return e.value
 
@@ -203,7 +203,9 @@ def test_launcher_refuses_a_binary_not_in_the_image_and_a_func_id_not_in_the_reg
 
 
 def env_of(**kw: str) -> dict[str, str]:
-    return {"GOGC": "1000", "FAAS_GO_MAX_PROC_FACTOR": "8", "TABLE_PREFIX": "abcdefgh-", **kw}
+    # With DynamoDB's region and (environment) credentials: sheet §2.1 need_aws_env, §4.1.
+    aws = {"AWS_REGION": "ap-southeast-1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "x"}
+    return {"GOGC": "1000", "FAAS_GO_MAX_PROC_FACTOR": "8", "TABLE_PREFIX": "abcdefgh-", **aws, **kw}
 
 
 @pytest.mark.parametrize(
@@ -231,6 +233,68 @@ def test_function_binaries_refuse_to_start_without_their_required_env(binary, mi
     assert functions.start_check(binary, full)["binary"] == name
     del full[missing]
     refused(functions.start_check, binary, full, match=f"{missing} is not set")
+
+
+def test_a_dynamodb_function_refuses_to_start_without_credentials(tmp_path):
+    """sheet §4.1 'Credentials', §2.1 need_aws_env: found as aws-sdk-go v1's default chain finds
+    them (environment, shared credentials file at AWS_PROFILE, instance profile), else refused."""
+    no_imds = {"instance_profile": lambda: False}  # an ssh host: no EC2 metadata service
+    bare = {k: v for k, v in env_of(HMCONTRACT_FUNC_NAME="frontend").items() if not k.startswith("AWS_ACCESS")}
+    bare.pop("AWS_SECRET_ACCESS_KEY")
+    bare["HOME"] = str(tmp_path)  # no ~/.aws/credentials
+    hm = "/optimal-bin/hotel/frontend"
+    refused(functions.start_check, hm, bare, **no_imds, match="no DynamoDB credentials")
+    refused(functions.start_check, hm, {**bare, "AWS_ACCESS_KEY_ID": "AKID"}, **no_imds, match="only one of")
+    refused(
+        functions.start_check,
+        hm,
+        {k: v for k, v in env_of(HMCONTRACT_FUNC_NAME="frontend").items() if k != "AWS_REGION"},
+        **no_imds,
+        match="AWS_REGION is not set",
+    )
+    creds = tmp_path / "credentials"
+    creds.write_text("[default]\naws_access_key_id = ASIA1\naws_secret_access_key = s\naws_session_token = t\n")
+    with_file = {**bare, "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
+    assert functions.start_check(hm, with_file, **no_imds)["credentials"] == f"{creds} [default]"
+    refused(functions.start_check, hm, {**with_file, "AWS_PROFILE": "bench"}, **no_imds, match=r"no profile \[bench\]")
+    refused(
+        functions.start_check,
+        hm,
+        {**bare, "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "gone")},
+        **no_imds,
+        match="failed to load shared credentials file",
+    )
+    # The instance profile (EC2), unless the metadata service is disabled as aws-sdk-go allows.
+    assert functions.start_check(hm, bare, instance_profile=lambda: True)["credentials"] == "instance profile"
+    refused(
+        functions.start_check,
+        hm,
+        {**bare, "AWS_EC2_METADATA_DISABLED": "true"},
+        instance_profile=lambda: True,
+        match="no DynamoDB credentials",
+    )
+    # sheet §2.2: boki's and optimal's nop never reach DynamoDB (AWS "–"); the Beldi one does.
+    nop = {**bare, "HMCONTRACT_FUNC_NAME": "nop"}
+    assert functions.start_check("/bokiflow-bin/singleop/nop", nop, **no_imds)["credentials"] is None
+    refused(
+        functions.start_check,
+        "/beldi-bin/bsingleop/nop",
+        {**nop, "HMCONTRACT_FUNC_NAME": "bnop"},
+        **no_imds,
+        match="no DynamoDB credentials",
+    )
+    # init (on the client) too, also against an endpoint override (the real init fails its first call).
+    init = load_init("/optimal-bin/hotel")
+    env = {
+        "AWS_REGION": "ap-southeast-1",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "HOME": str(tmp_path),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "TABLE_PREFIX": "p-",
+    }
+    with pytest.raises(init.InitError, match="no DynamoDB credentials"):
+        init.Dynamo(env)
+    assert init.Dynamo({**env, "AWS_SHARED_CREDENTIALS_FILE": str(creds)}).token == "t"
 
 
 def test_logging_mode_read_write_none_unset_and_anything_else():
@@ -602,7 +666,12 @@ def test_every_aws_points_rendered_stack_passes_the_start_checks(tmp_path, eth0,
                     )
                     assert app_dir_of(flags["fprocess"]) is not None, flags["fprocess"]
                     entry = components.launcher_check(flags, {"registry": registry})
-                    functions.start_check(flags["fprocess"], {**env, "HMCONTRACT_FUNC_NAME": entry["funcName"]})
+                    # On EC2 the cluster's instance profile (benchpipe/cloud/iam.py) gives the credentials.
+                    functions.start_check(
+                        flags["fprocess"],
+                        {**env, "HMCONTRACT_FUNC_NAME": entry["funcName"]},
+                        instance_profile=lambda: True,
+                    )
                 checked[name] = checked.get(name, 0) + 1
             except Refusal as e:
                 raise AssertionError(f"{where}: service {name} would be refused: {e}") from None

@@ -2,8 +2,9 @@
 hotel and retwis against the contract images (workloads/halfmoon-contract, tagged with the real
 names): every service's real command line and environment, the host files, the start-up gate, the
 data step's `init populate` into DynamoDB tables the harness creates in a moto server this test
-starts, and the tables dropped after each point. One rate; hotel on Unsafe, retwis on Halfmoon-read
-(POINTS)."""
+starts, and the tables dropped after each point. The functions and the data step get DynamoDB
+credentials by the role route (benchpipe/cloud/credentials.py: moto's STS, a Docker secret), which
+the contract images require. One rate; hotel on Unsafe, retwis on Halfmoon-read (POINTS)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ REGION = "ap-southeast-1"
 # test_halfmoon_contract.py. Four points (both baselines of each app) took 119-160 s here.
 POINTS = {"hotel": ("unsafe",), "retwis": ("halfmoon-read",)}
 STACK = "benchpipe-hmc"
+ROLE = "benchpipe-halfmoon-tables"
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow, pytest.mark.aws]
 
 
@@ -40,7 +42,7 @@ def contract_images_present() -> bool:
     return out.returncode == 0 and bool(out.stdout.strip())
 
 
-def contract_workdir(tmp_path: Path, moto: str) -> Path:
+def contract_workdir(tmp_path: Path, moto: str, role_arn: str) -> Path:
     tb = load_testbed()
     if not contract_images_present():
         pytest.skip("no contract images: bash testbed/up.sh builds them")
@@ -96,7 +98,11 @@ def contract_workdir(tmp_path: Path, moto: str) -> Path:
                 "stack": STACK,
                 "pull": False,  # the contract images exist only here
                 "stop_grace_s": 1,  # zk_setup.sh's `sleep infinity` ignores SIGTERM
-                "dynamodb": {"region": REGION, "endpoint_url": moto},
+                "dynamodb": {
+                    "region": REGION,
+                    "endpoint_url": moto,
+                    "credentials": {"role_arn": role_arn, "sts_endpoint_url": moto},
+                },
                 "remote_dir_template": str(tmp_path / "remote/{experiment}/{baseline}/{point}"),
             },
         },
@@ -146,7 +152,12 @@ def test_real_stacks_of_hotel_and_retwis_run_on_the_contract_images(tmp_path, mo
     urllib.request.urlopen(urllib.request.Request(moto_endpoint + "/moto-api/reset", method="POST"), timeout=10)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # the harness's boto3 client (tables), against moto
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    wd = contract_workdir(tmp_path, moto_endpoint)
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=moto_endpoint, region_name=REGION)
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+    role_arn = iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    wd = contract_workdir(tmp_path, moto_endpoint, role_arn)
     watch = TableWatch(moto_endpoint)
     t0 = time.monotonic()
     try:
@@ -182,6 +193,14 @@ def test_real_stacks_of_hotel_and_retwis_run_on_the_contract_images(tmp_path, mo
         assert m["async_results_entries"] > 0, (exp, baseline)
         calls = (wd / "results" / exp / baseline / "qps20" / "raw" / "async_results").read_text().splitlines()
         assert calls and all(json.loads(c)["success"] for c in calls), (exp, baseline, calls[:3])
+        # The credentials route: a per-point secret for the functions, a private file for init.
+        route = m["stack"]["credentials"]
+        assert route["route"] == "role" and route["role_arn"] == role_arn, route
+        compose = yaml.safe_load(m["stack"]["compose"])
+        assert compose["secrets"]["aws_credentials"]["name"] == route["secret"]
+        with_secret = [n for n, svc in compose["services"].items() if svc.get("secrets")]
+        assert len(with_secret) == (11 if exp == "hotel" else 5), with_secret
+        assert "AWS_SHARED_CREDENTIALS_FILE=" in m["stack"]["data"][-1]
         commands = m["stack"]["commands"]
         assert commands["boki-gateway"][0] == "/boki/gateway"
         assert "--func_config_file=/tmp/boki/func_config.json" in commands["boki-gateway"]
@@ -198,6 +217,49 @@ def test_real_stacks_of_hotel_and_retwis_run_on_the_contract_images(tmp_path, mo
         assert f"shengqipku/halfmoon-bench:sosp-ae cp -r {root}{exp} " in data[1]
         arg = {"hotel": {"unsafe": " baseline", "halfmoon-read": " cayon"}, "retwis": {"halfmoon-read": " cayon"}}
         assert data[-1].endswith(f"./{app_dir}/init populate{arg[exp].get(baseline, '')}"), data[-1]
-    # Nothing of the stacks is left.
+    # Nothing of the stacks is left: no stack, no credentials secret.
     left = subprocess.run(["docker", "stack", "ls", "--format", "{{.Name}}"], capture_output=True, text=True).stdout
     assert STACK not in left.split()
+    secrets = subprocess.run(["docker", "secret", "ls", "--format", "{{.Name}}"], capture_output=True, text=True)
+    assert not [n for n in secrets.stdout.split() if n.startswith(f"{STACK}-aws-")], secrets.stdout
+
+
+def test_the_bench_image_refuses_to_start_a_dynamodb_function_without_credentials():
+    """sheet §4.1: the contract function binary, started as the real one would be but with no
+    credentials anywhere aws-sdk-go looks, exits at once naming what it looked at."""
+    if not contract_images_present():
+        pytest.skip("no contract images: bash testbed/up.sh builds them")
+    base = [
+        "docker",
+        "run",
+        "--rm",
+        "-e",
+        "AWS_REGION=" + REGION,
+        "-e",
+        "K_NEAREST=5",
+        "-e",
+        "AWS_EC2_METADATA_DISABLED=true",
+    ]
+    image = ["shengqipku/halfmoon-bench:sosp-ae", "/optimal-bin/hotel/geo"]
+    out = subprocess.run([*base, *image], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "no DynamoDB credentials" in out.stderr, out
+    # With them (and the launcher's registry name), it gets as far as reporting itself.
+    creds = "[default]\naws_access_key_id = ASIA1\naws_secret_access_key = s\naws_session_token = t\n"
+    ok = subprocess.run(
+        [
+            *base,
+            "-e",
+            "HMCONTRACT_FUNC_NAME=geo",
+            "-e",
+            "AWS_SHARED_CREDENTIALS_FILE=/tmp/c",
+            "--entrypoint",
+            "sh",
+            image[0],
+            "-c",
+            f"printf '{creds}' > /tmp/c && timeout 3 {image[1]}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert '"credentials": "/tmp/c [default]"' in ok.stdout, ok

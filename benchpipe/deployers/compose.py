@@ -134,7 +134,11 @@ def render_compose(
     host_network: bool = False,
     point_dir: str = "{point_dir}",
     stop_grace_s: float | None = None,
+    aws_access: dict[str, Any] | None = None,
 ) -> str:
+    """aws_access: what a needs_aws_env service gets besides AWS_REGION where no instance profile
+    gives credentials ({environment, volumes, secrets}: benchpipe.cloud.credentials.container_access);
+    its secrets are external, named `{aws_secret}` until the deployer creates one per point."""
     if not services:
         raise ConfigError("the baseline has no services for the swarm deployer (baselines.<name>.services)")
     out: dict[str, Any] = {"version": "3.8", "services": {}}
@@ -148,7 +152,10 @@ def render_compose(
                     "or provider.settings.region; got none"
                 )
             environment["AWS_REGION"] = region
+        access = aws_access if svc.get("needs_aws_env") and aws_access else {}
+        environment.update(access.get("environment", {}))
         volumes: list[Any] = [m.replace("{point_dir}", point_dir) for m in svc.get("mounts", [])]
+        volumes += access.get("volumes", [])
         if svc.get("mount_certs"):
             volumes.append("/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt")
         entry: dict[str, Any] = {"image": svc["image"], "deploy": _placement(name, svc, shape)}
@@ -163,6 +170,8 @@ def render_compose(
         volumes += _tmpfs_volumes(svc)
         if volumes:
             entry["volumes"] = volumes
+        if access.get("secrets"):
+            entry["secrets"] = list(access["secrets"])
         if svc.get("ports") and not host_network:
             entry["ports"] = list(svc["ports"])
         if host_network:
@@ -176,4 +185,7 @@ def render_compose(
     if host_network:
         # Swarm services on the host's own network stack: traffic stays on the machine's addresses.
         out["networks"] = {"hostnet": {"external": True, "name": "host"}}
+    secrets = {s["source"] for svc in out["services"].values() for s in svc.get("secrets", [])}
+    if secrets:
+        out["secrets"] = {name: {"external": True, "name": "{aws_secret}"} for name in sorted(secrets)}
     return yaml.safe_dump(out, sort_keys=False)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchpipe import remote
+from benchpipe.cloud import credentials
 from benchpipe.deployers.base import wait_for_count
 from benchpipe.deployers.compose import fill_addresses, for_point, render_compose
 from benchpipe.errors import ConfigError, StackError
@@ -51,6 +52,7 @@ class SwarmStack:
     restarts: dict[str, str] = field(default_factory=dict)  # service -> its restart condition
     tolerated: list[str] = field(default_factory=list)  # tasks that failed (and restarted) before ready
     after_ready: list[dict[str, Any]] = field(default_factory=list)  # host steps once ready (stack.after_ready)
+    aws_secret: str = ""  # the point's Docker secret (temporary DynamoDB credentials), removed at stop
 
 
 class SwarmDeployer:
@@ -59,12 +61,15 @@ class SwarmDeployer:
     stack.ready, stop_timeout_s, stop_grace_s (docker's 10 s from SIGTERM to SIGKILL), region
     (default: the provider's), pull (true: the data step pulls its image and `docker stack deploy`
     resolves images at the registry; false keeps local images, as on the test bed), dynamodb
-    ({region, endpoint_url, table_prefix_root}: where the tables go on providers other than aws, e.g.
-    a moto server; on aws the cluster's region and prefix, which this overrides)."""
+    ({region, endpoint_url, table_prefix_root, credentials}: where the tables go on providers other
+    than aws, e.g. a moto server; on aws the cluster's region and prefix, which this overrides;
+    credentials: how the functions and the data step get DynamoDB credentials where no instance
+    profile does, benchpipe.cloud.credentials)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.s = dict(settings)
         self.stack_name = self.s.get("stack", "benchpipe")
+        self.credentials = credentials.route(self.s)
         # Per point, on the hosts: where the gateway writes async_results (kept after the stack goes).
         self.remote_dir_template = self.s.get(
             "remote_dir_template", "/tmp/benchpipe/{run_id}/{experiment}/{baseline}/{point}"
@@ -86,6 +91,7 @@ class SwarmDeployer:
             region=region,
             host_network=bool(self.s.get("host_network")),
             stop_grace_s=self.s.get("stop_grace_s"),
+            aws_access=credentials.container_access(self.credentials) if self.credentials else None,
         )
         ready = deployment.get("ready") or {}
         hosts = {h.name: h for h in cluster.hosts}
@@ -203,15 +209,18 @@ class SwarmDeployer:
             remote.run(h, f"rm -rf {shlex.quote(remote_dir)} && mkdir -p {shlex.quote(remote_dir)}")
         dynamodb = self._dynamodb(cluster) if rendered.get("tables") else {}
         prefix = self._open_tables(cluster, rendered, remote_dir, dynamodb)
+        secret = f"{stack}-aws-{hashlib.sha1(remote_dir.encode()).hexdigest()[:12]}" if self.credentials else ""
         compose = rendered["compose"].replace("{point_dir}", remote_dir).replace("{table_prefix}", prefix)
-        compose = fill_addresses(compose, cluster)
+        compose = fill_addresses(compose.replace("{aws_secret}", secret), cluster)
         try:
+            creds_file = self._point_credentials(cluster, secret, remote_dir, prefix, dynamodb)
             deployed = {
                 "compose": compose,
                 "commands": service_commands(compose),
                 "tables": [prefix + t for t in rendered.get("tables", [])],
                 "table_prefix": prefix,
-                "data": self._data_step(cluster, rendered.get("data"), remote_dir, prefix, dynamodb),
+                "credentials": self._credentials_record(secret),
+                "data": self._data_step(cluster, rendered.get("data"), remote_dir, prefix, dynamodb, creds_file),
             }
             deployed["wipes"] = self._wipe(cluster, rendered.get("wipes", []))
             deployed["host_files"] = self._place_files(cluster, rendered.get("host_files", []))
@@ -221,6 +230,8 @@ class SwarmDeployer:
             deployed["deploy_command"] = f"docker stack deploy --prune{resolve} -c {shlex.quote(remote_file)} {stack}"
             remote.run(manager, deployed["deploy_command"])
         except BaseException:
+            if secret:
+                self._remove_secret(manager, secret)
             if prefix:
                 self._drop_tables(dynamodb, prefix)
             raise
@@ -241,7 +252,46 @@ class SwarmDeployer:
             deployed=deployed,
             restarts=dict(rendered.get("restarts", {})),
             after_ready=list(rendered.get("after_ready", [])),
+            aws_secret=secret,
         )
+
+    # --- DynamoDB credentials where no instance profile gives them (benchpipe.cloud.credentials) ---
+    def _point_credentials(
+        self, cluster: Cluster, secret: str, remote_dir: str, prefix: str, dynamodb: dict[str, Any]
+    ) -> str:
+        """The role route: temporary credentials for the point's tables, as the Docker secret the
+        functions read; returns the shared credentials file's text for the data step ("" otherwise)."""
+        r = self.credentials
+        if not r or r["kind"] != "role":
+            return ""
+        if not prefix:
+            raise ConfigError("deployer.settings.dynamodb.credentials: the stack has no tables (stack.tables)")
+        region = str(dynamodb.get("region") or self._region())
+        creds = credentials.assume_role(r, region, prefix, f"benchpipe-{cluster.run_id}")
+        text = credentials.shared_credentials_file(creds)
+        manager = cluster.manager
+        self._remove_secret(manager, secret)  # a killed attempt's
+        path = remote.put_private_text(manager, text, f"{remote_dir}/.aws", "credentials")
+        q = shlex.quote
+        remote.run(
+            manager,
+            f"docker secret create --label project=benchpipe {q(secret)} {q(path)} >/dev/null; "
+            f"r=$?; rm -f {q(path)}; exit $r",
+        )
+        return text
+
+    def _credentials_record(self, secret: str) -> dict[str, Any]:
+        """For the manifest: the route, never the keys."""
+        r = self.credentials
+        if not r:
+            return {}
+        if r["kind"] == "role":
+            return {"route": "role", "role_arn": r["role_arn"], "duration_s": r["duration_s"], "secret": secret}
+        return {"route": "profile", "profile": r["profile"], "file": r["file"]}
+
+    @staticmethod
+    def _remove_secret(manager: Host, secret: str) -> None:
+        remote.run(manager, f"docker secret rm {shlex.quote(secret)} >/dev/null 2>&1 || true")
 
     # --- before the stack: data step, wipes, host files ---------------------------------------
     def _hosts(self, cluster: Cluster, names: list[str]) -> list[Host]:
@@ -249,9 +299,16 @@ class SwarmDeployer:
         return [by_name[n] for n in names if n in by_name]
 
     def _data_step(
-        self, cluster: Cluster, data: dict[str, Any] | None, remote_dir: str, prefix: str, dynamodb: dict[str, Any]
+        self,
+        cluster: Cluster,
+        data: dict[str, Any] | None,
+        remote_dir: str,
+        prefix: str,
+        dynamodb: dict[str, Any],
+        creds_file: str = "",
     ) -> list[str]:
-        """Copy the data step's folder out of its image on the client, upload its files, run it there."""
+        """Copy the data step's folder out of its image on the client, upload its files, run it there
+        (with the point's credentials file, deleted when it ends, on the role route)."""
         if not data:
             return []
         client = cluster.by_role("client")[0]
@@ -273,9 +330,18 @@ class SwarmDeployer:
         for f in data.get("files", []):
             remote.put(client, str(self._data_file(f)), f"{folder}/{f['dest']}")
             commands.append(f"upload {f['source']} -> {folder}/{f['dest']}")
-        assignments = " ".join(f"{k}={q(v)}" for k, v in env.items())
+        secret_path = ""
+        if self.credentials and self.credentials["kind"] == "role":
+            secret_path = remote.put_private_text(client, creds_file, f"{remote_dir}/.aws", "credentials")
+            env.update({"AWS_SHARED_CREDENTIALS_FILE": secret_path, "AWS_EC2_METADATA_DISABLED": "true"})
+        elif self.credentials:
+            env.update({"AWS_SHARED_CREDENTIALS_FILE": str(self.credentials["file"])})
+            env.update({"AWS_PROFILE": str(self.credentials["profile"]), "AWS_EC2_METADATA_DISABLED": "true"})
+        assignments = " ".join(f"{k}={q(v)}" for k, v in sorted(env.items()))
         run = f"cd {q(folder)} && env {assignments} {' '.join(q(a) for a in data['run'])}"
         commands.append(run)
+        if secret_path:  # the temporary credentials do not outlive the step
+            run = f"{run}; r=$?; rm -f {q(secret_path)}; exit $r"
         remote.run(client, run, timeout_s=float(self.s.get("data_timeout_s", 3600)))
         return commands
 
@@ -524,6 +590,8 @@ class SwarmDeployer:
     def stop(self, stack: SwarmStack) -> None:
         try:
             self._wait_removed(self._manager(stack), stack.stack, float(self.s.get("stop_timeout_s", 120)))
+            if stack.aws_secret:
+                self._remove_secret(self._manager(stack), stack.aws_secret)
         finally:
             if stack.table_prefix:
                 # Possibly in another job than the one that made them: by prefix, as the janitor does.

@@ -52,6 +52,9 @@ class AppDir:
     binaries: tuple[str, ...]
     # Env a binary reads at start and panics without (sheet §2.2-§2.6: "required", "panics if missing").
     required_env: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Binaries that never reach DynamoDB (sheet §2.2: boki's and optimal's nop, AWS "–"); every
+    # other one does, with the AWS region and credentials (sheet §2.1 need_aws_env, §4.1).
+    no_dynamodb: tuple[str, ...] = ()
 
 
 def _dirs() -> dict[str, AppDir]:
@@ -68,7 +71,8 @@ def _dirs() -> dict[str, AppDir]:
         # sheet §2.2: singleop panics without NUM_KEYS (the sheet says nothing of prewarm's start).
         single = ("nop", "singleop", "prewarm") if variant == "halfmoon" else ("nop", "singleop")
         need = {"singleop": ("NUM_KEYS",)}
-        out.append(AppDir(f"{root}/{b}singleop", "singleop", variant, single, need))
+        quiet = () if variant == "unsafe" else ("nop",)
+        out.append(AppDir(f"{root}/{b}singleop", "singleop", variant, single, need, quiet))
         if variant != "unsafe":
             # sheet §2.6: overhead rw reads NUM_KEYS, VALUE_SIZE, NUM_OPS, READ_RATIO at start (all required).
             rw = ("rw", "prewarm") if variant == "halfmoon" else ("rw",)

@@ -12,6 +12,7 @@ from typing import Any
 
 from hmcontract.catalog import LOGGING_MODES, AppDir, app_dir_of, func_name_matches
 from hmcontract.checks import Refusal, fatal
+from hmcontract.init_tool import NoCredentials, credentials, instance_profile_answers
 
 
 class Panic(Exception):
@@ -32,7 +33,20 @@ def logging_mode(d: AppDir, env: dict[str, str]) -> str | None:
     return LOGGING_MODES[raw]
 
 
-def start_check(binary_path: str, env: dict[str, str]) -> dict[str, Any]:
+def dynamodb_access(binary_path: str, env: dict[str, str], instance_profile=instance_profile_answers) -> str:
+    """sheet §2.1 (need_aws_env), §4.1 (Region, Credentials): a function that reaches DynamoDB needs
+    AWS_REGION and credentials that aws-sdk-go v1's default chain finds. The real binary starts
+    without them and fails every call (NoCredentialProviders), a point of failed calls; the stand-in
+    refuses at start. Returns where the credentials come from."""
+    if not env.get("AWS_REGION"):
+        raise Refusal(f"{binary_path}: AWS_REGION is not set (DynamoDB's region)", "sheet §2.1 need_aws_env, §4.1")
+    try:
+        return credentials(env, instance_profile)["source"]
+    except NoCredentials as e:
+        raise Refusal(f"{binary_path}: {e}", "sheet §4.1 'Credentials'") from None
+
+
+def start_check(binary_path: str, env: dict[str, str], instance_profile=instance_profile_answers) -> dict[str, Any]:
     d = app_dir_of(binary_path)
     name = binary_path.rstrip("/").rsplit("/", 1)[-1]
     if d is None or name not in d.binaries:
@@ -41,6 +55,7 @@ def start_check(binary_path: str, env: dict[str, str]) -> dict[str, Any]:
         if not env.get(var):
             raise Refusal(f"{binary_path}: {var} is not set (the binary panics without it)", "sheet §2.2-§2.6")
     mode = logging_mode(d, env)
+    creds = None if name in d.no_dynamodb else dynamodb_access(binary_path, env, instance_profile)
     # sheet §2.1 'Ids': the launcher's funcId names this binary's function in the registry.
     fn = env.get("HMCONTRACT_FUNC_NAME")
     if fn is None:
@@ -57,6 +72,7 @@ def start_check(binary_path: str, env: dict[str, str]) -> dict[str, Any]:
         "binary": name,
         "LoggingMode": mode,
         "funcName": fn,
+        "credentials": creds,  # where from (never the keys)
         "env": {k: env[k] for k in keep if k in env},
     }
 

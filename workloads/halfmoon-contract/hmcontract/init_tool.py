@@ -5,14 +5,15 @@ time, and deletes the tables. Self-contained (the standard library only: DynamoD
 with SigV4 over http.client), because it runs on the host, outside any image.
 
 Stand-in differences: the endpoint comes from AWS_ENDPOINT_URL when set (the real aws-sdk-go v1
-binary ignores that variable and always talks to DynamoDB in AWS_REGION); credentials come from
-AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (the real one uses the instance profile; with an endpoint
-override and no key, placeholder credentials, which moto accepts); the Beldi
-variant's 2 s sleep after each CreateTable is left out.
+binary ignores that variable and always talks to DynamoDB in AWS_REGION); the Beldi variant's 2 s
+sleep after each CreateTable is left out. Credentials are found as aws-sdk-go v1's default chain
+finds them (`credentials`: environment, shared credentials file, the EC2 instance profile), and
+refused when there are none, also against an endpoint override (the real init fails its first call).
 """
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import hashlib
 import hmac
@@ -23,6 +24,7 @@ import random
 import string
 import sys
 import time
+import urllib.request
 from typing import Any
 
 APP_DIR = globals().get("APP_DIR", "")  # set by the image build: the directory this copy came from
@@ -99,6 +101,74 @@ class InitError(Exception):
     pass
 
 
+class NoCredentials(Exception):
+    """aws-sdk-go v1's default chain found no credentials (it fails every call with NoCredentialProviders)."""
+
+
+IMDS = "http://169.254.169.254"
+
+
+def instance_profile_answers(timeout_s: float = 1.0) -> bool:
+    """Does the EC2 instance metadata service name a role (IMDSv2: a token first)?"""
+    try:
+        put = urllib.request.Request(
+            IMDS + "/latest/api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+        )
+        with urllib.request.urlopen(put, timeout=timeout_s) as r:
+            token = r.read().decode()
+        get = urllib.request.Request(
+            IMDS + "/latest/meta-data/iam/security-credentials/", headers={"X-aws-ec2-metadata-token": token}
+        )
+        with urllib.request.urlopen(get, timeout=timeout_s) as r:
+            return bool(r.read().strip())
+    except OSError:
+        return False
+
+
+def credentials(env: dict[str, str], instance_profile=instance_profile_answers) -> dict[str, str]:
+    """The credentials aws-sdk-go v1's default chain would use, in its order: the environment
+    (AWS_ACCESS_KEY_ID or AWS_ACCESS_KEY with AWS_SECRET_ACCESS_KEY or AWS_SECRET_KEY, optional
+    AWS_SESSION_TOKEN); the shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else
+    $HOME/.aws/credentials) at profile AWS_PROFILE, else `default`, with aws_access_key_id,
+    aws_secret_access_key and optional aws_session_token; the EC2 instance profile. Returns
+    {key, secret, token, source} (key empty for the instance profile); NoCredentials names what it
+    looked at."""
+    key = env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_ACCESS_KEY", "")
+    secret = env.get("AWS_SECRET_ACCESS_KEY") or env.get("AWS_SECRET_KEY", "")
+    if key and secret:
+        return {"key": key, "secret": secret, "token": env.get("AWS_SESSION_TOKEN", ""), "source": "environment"}
+    if key or secret:
+        raise NoCredentials("the environment has only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    path = env.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(env.get("HOME", "/root"), ".aws", "credentials")
+    profile = env.get("AWS_PROFILE") or "default"
+    if os.path.exists(path) or env.get("AWS_SHARED_CREDENTIALS_FILE"):
+        ini = configparser.RawConfigParser()
+        try:
+            with open(path) as f:
+                ini.read_file(f)
+        except (OSError, configparser.Error) as e:
+            raise NoCredentials(f"failed to load shared credentials file {path}: {e}") from None
+        if not ini.has_section(profile):
+            raise NoCredentials(f"shared credentials file {path} has no profile [{profile}]")
+        section = ini[profile]
+        for field in ("aws_access_key_id", "aws_secret_access_key"):
+            if not section.get(field, "").strip():
+                raise NoCredentials(f"shared credentials {profile} in {path} did not contain {field}")
+        return {
+            "key": section["aws_access_key_id"].strip(),
+            "secret": section["aws_secret_access_key"].strip(),
+            "token": section.get("aws_session_token", "").strip(),
+            "source": f"{path} [{profile}]",
+        }
+    # aws-sdk-go v1 skips the metadata service when AWS_EC2_METADATA_DISABLED is true.
+    if env.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true" and instance_profile():
+        return {"key": "", "secret": "", "token": "", "source": "instance profile"}
+    raise NoCredentials(
+        "no DynamoDB credentials: no AWS_ACCESS_KEY_ID in the environment, no shared credentials file "
+        f"({path}; AWS_SHARED_CREDENTIALS_FILE unset), no EC2 instance profile at {IMDS}"
+    )
+
+
 def where() -> tuple[str, str]:
     root, _, name = APP_DIR.rpartition("/")
     if root not in VARIANTS or name not in APPS:
@@ -121,12 +191,13 @@ class Dynamo:
         self.region = env["AWS_REGION"]
         self.endpoint = env.get("AWS_ENDPOINT_URL") or f"https://dynamodb.{self.region}.amazonaws.com"
         self.conn: http.client.HTTPConnection | None = None
-        self.key = env.get("AWS_ACCESS_KEY_ID", "")
-        self.secret = env.get("AWS_SECRET_ACCESS_KEY", "")
-        if not self.key:
-            if not env.get("AWS_ENDPOINT_URL"):
-                raise InitError("AWS_ACCESS_KEY_ID is not set (the stand-in has no instance profile)")
-            self.key, self.secret = "standin", "standin"  # a local endpoint (moto) checks no signature
+        try:
+            creds = credentials(env)
+        except NoCredentials as e:
+            raise InitError(str(e)) from None
+        if not creds["key"]:
+            raise InitError("the instance profile's credentials: the stand-in does not fetch them (run it off EC2)")
+        self.key, self.secret, self.token = creds["key"], creds["secret"], creds["token"]
 
     def call(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(payload).encode()
@@ -139,6 +210,8 @@ class Dynamo:
             "x-amz-date": amz_date,
             "x-amz-target": f"DynamoDB_20120810.{op}",
         }
+        if self.token:  # temporary credentials (STS): the token is sent and signed
+            headers["x-amz-security-token"] = self.token
         signed = ";".join(sorted(headers))
         canonical = "\n".join(
             [
