@@ -72,7 +72,7 @@ def _start(
     """A fresh stack for the point (whatever stack the lease still names is stopped first), ready,
     its handle recorded in the lease."""
     deployer = _deployer(spec["deployer"])
-    rec = lease.acquire(holder)
+    rec = lease.acquire(holder, rank=spec.get("repetition"))
     for old in (rec.get("previous"), {"deployer": rec.get("deployer"), "stack": rec.get("stack")}):
         if old and old.get("stack"):
             log.info("stopping the stack the lease of %s still names", lease.key)

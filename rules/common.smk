@@ -270,6 +270,11 @@ def get_experiment_manifests(wildcards):
     ]
 
 
+def get_priority(wildcards):
+    # Snakemake starts ready jobs of higher priority first: earlier repetitions first.
+    return 100 - _point(wildcards).repetition
+
+
 def get_attempt(wildcards, attempt):
     # Snakemake's attempt number, for the job to know whether a retry follows its failure.
     return attempt
