@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,20 +116,38 @@ class Lease:
             return rec
 
     def acquire(
-        self, holder: str, poll_s: float = 0.2, say_every_s: float = 30.0, rank: int | None = None
+        self,
+        holder: str,
+        poll_s: float = 0.2,
+        say_every_s: float = 30.0,
+        rank: int | None = None,
+        before: Sequence[str] = (),
+        grace_s: float = 5.0,
     ) -> dict[str, Any]:
         """Wait until the lease is `holder`'s; give up if the scheduler that started this job is gone
         (a killed Snakemake: nobody would ever run the holder's next stage). Waiters with a `rank`
         (the point's repetition) go in rank order: repetition 1 of every waiting point before any
-        repetition 2, so one point's repetitions are never measured back to back."""
-        if rank is None:
+        repetition 2, so one point's repetitions are never measured back to back. `before`: points
+        of lower rank under way (provisioned, not collected) whose deploys Snakemake may be starting
+        at this moment: they get up to `grace_s` to queue (a point that failed never does)."""
+        if rank is None or (self.read() or {}).get("holder") == holder:
             return self._acquire(holder, poll_s, say_every_s, None)
         self._set_waiting(holder, rank)
         try:
+            self._let_earlier_queue(holder, before, grace_s, poll_s)
             return self._acquire(holder, poll_s, say_every_s, rank)
         finally:
             with contextlib.suppress(OSError):
                 self._set_waiting(holder, None)
+
+    def _let_earlier_queue(self, holder: str, before: Sequence[str], grace_s: float, poll_s: float) -> None:
+        deadline = time.monotonic() + grace_s
+        while before and time.monotonic() < deadline:
+            rec = self.read() or {}
+            queued = set(self._waiting()) | {rec.get("holder")}
+            if all(h in queued or Path(h, "deploy.json").exists() or Path(h, "manifest.json").exists() for h in before):
+                return
+            time.sleep(poll_s)
 
     def _acquire(self, holder: str, poll_s: float, say_every_s: float, rank: int | None) -> dict[str, Any]:
         t0 = time.monotonic()

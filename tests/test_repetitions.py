@@ -38,16 +38,73 @@ def test_experiment_file_sets_its_own_repetitions(tmp_path):
 
 
 @pytest.mark.slow
-def test_repetitions_are_measured_interleaved(tmp_path, no_stray_stack):
-    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40), extra={"repetitions": 3})
-    plan = snakemake(wd, "-n", "--until", "collect")
-    assert job_counts(plan.stdout + plan.stderr)["run"] == 6
-    snakemake(wd, "--until", "collect")
+def test_repetitions_interleave_and_a_stalled_point_is_remeasured(tmp_path, no_stray_stack):
+    """Two points x two repetitions; the stand-in's gateway stalls 2 s in qps40's first
+    measurement (test knob): that point is flagged, re-measured on a fresh stack, both attempts'
+    files kept, the summary uses the stable attempt; the order is rep 1 of every point, then rep 2."""
+    extra = {
+        "repetitions": 2,
+        "measure": {
+            "exclusive": True,
+            "ready_timeout_s": 30,
+            "retries": 0,
+            "rerun_unstable": 1,
+            "stall": {"point": "hotel/unsafe/qps40", "after_s": 0.5, "for_s": 2.0},
+        },
+    }
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40), extra=extra)
+    hotel = wd / "config" / "experiments" / "halfmoon" / "hotel.yaml"
+    data = yaml.safe_load(hotel.read_text())
+    data["workload"]["measure_s"] = 4.0  # four one-second windows: a 2 s stall leaves some empty
+    hotel.write_text(yaml.safe_dump(data))
+    plan = snakemake(wd, "-n", "figures/hotel.png")
+    assert job_counts(plan.stdout + plan.stderr)["run"] == 4
+    snakemake(wd, "figures/hotel.png")
+
+    point = wd / "results" / "hotel" / "unsafe"
     starts = []
-    for m in (wd / "results" / "hotel" / "unsafe").glob("*/manifest.json"):
+    for m in point.glob("*/manifest.json"):
         man = json.loads(m.read_text())
         starts.append((man["timing"]["measure_start"], man["repetition"], m.parent.name))
-    assert sorted(s[2] for s in starts) == ["qps20", "qps20_r2", "qps20_r3", "qps40", "qps40_r2", "qps40_r3"]
-    order = [rep for _, rep, _ in sorted(starts)]
-    # Rep 1 of every point, then rep 2, then rep 3: never one point's repetitions back to back.
-    assert order == [1, 1, 2, 2, 3, 3], sorted(starts)
+    assert sorted(s[2] for s in starts) == ["qps20", "qps20_r2", "qps40", "qps40_r2"]
+    # Rep 1 of every point, then rep 2: never one point's repetitions back to back.
+    assert [rep for _, rep, _ in sorted(starts)] == [1, 1, 2, 2], sorted(starts)
+
+    # Both attempts' files kept: the stalled one under raw/attempts/1/, the stable one in raw/.
+    first, last = point / "qps40" / "raw" / "attempts" / "1", point / "qps40" / "raw"
+    for f in ("measure.json", "async_results", "timing.json"):
+        assert (first / f).stat().st_size > 0 and (last / f).stat().st_size > 0, f
+    assert json.loads((last / "timing.json").read_text())["attempt"] == 2
+    assert not (point / "qps20" / "raw" / "attempts").exists()
+    assert not (point / "qps40_r2" / "raw" / "attempts").exists()  # the knob stalls one measurement
+
+    import polars as pl
+
+    df = pl.read_parquet(wd / "results" / "hotel" / "summary.parquet")
+    assert df.height == 2 and set(df["ci_kind"]) == {"repetitions"}
+    row = df.filter(pl.col("qps") == 40).row(0, named=True)
+    assert row["attempt"] == 2 and "attempt 1: stall" in row["attempt_note"], row["attempt_note"]
+    assert "stall" not in row["flags"].split(";")
+    assert row["p50_ms_n"] == 2 and len(row["p50_ms_reps"]) == 2
+    assert row["p50_ms_lo"] <= row["p50_ms"] <= row["p50_ms_hi"]
+    assert row["client_p99_ms"] < 1000  # the stable attempt's client view, not the stall's
+    csv = (wd / "results" / "hotel" / "summary.csv").read_text()
+    assert "p50_ms_reps" in csv.splitlines()[0]
+
+    again = snakemake(wd, "figures/hotel.png")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_the_plan_counts_repetitions_in_points_hours_and_dollars(tmp_path):
+    import re
+
+    from benchpipe.plan import plan_text
+
+    exp = load_experiment(HOTEL)
+    provider = {"name": "aws", "settings": {"region": "us-east-2"}}
+    one, three = (plan_text([exp], tmp_path, r, "aws", provider) for r in (1, 3))
+    assert "total: 16 point(s) to run" in one and "total: 48 point(s) to run" in three
+    assert "(3 repetitions each)" in three and "qps100_r3" in three
+    hours = [float(re.search(r"total: ([\d.]+) instance-hours, about \$([\d.]+)", t).group(1)) for t in (one, three)]
+    dollars = [float(re.search(r"about \$([\d.]+)", t).group(1)) for t in (one, three)]
+    assert 2.0 < hours[1] / hours[0] <= 3.0 and 2.0 < dollars[1] / dollars[0] <= 3.0

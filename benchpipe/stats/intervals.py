@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,3 +65,38 @@ def median_interval(
     )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return Interval(estimate, min(low, estimate), max(high, estimate), n, kind)
+
+
+def window_interval(
+    windows: Sequence[np.ndarray],
+    statistic: Callable[[np.ndarray], float],
+    estimate: float,
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_resamples: int = 400,
+) -> Interval:
+    """A within-run interval of one measurement's `statistic` (a percentile, the mean): bootstrap
+    over its windows (per-second blocks of values, resampled whole, which keeps each second's
+    correlation inside its block). `estimate` is the run's own value (the paper's rule), kept as
+    is; fewer than 4 non-empty windows give no interval."""
+    blocks = [np.asarray(w, dtype=float) for w in windows if len(w)]
+    n = len(blocks)
+    if n < 4 or not math.isfinite(estimate):
+        return Interval(estimate, math.nan, math.nan, 1, "none")
+
+    def stat(idx: np.ndarray) -> float:
+        return float(statistic(np.concatenate([blocks[int(i)] for i in idx])))
+
+    res = stats.bootstrap(
+        (np.arange(n),),
+        stat,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
+    )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Interval(estimate, math.nan, math.nan, 1, "none")
+    return Interval(estimate, min(low, estimate), max(high, estimate), 1, "within-run")
