@@ -60,6 +60,10 @@ def test_window_with_a_far_higher_p99_is_a_stall():
     lat = np.where((t >= 6) & (t < 7), lat + 1500.0, lat)  # answers held 1.5 s in one window
     flag = check_stall(Series.from_events(t, lat, 0.0, 10.0), TH)
     assert flag is not None and "p99 of the window at 6 s" in flag.detail
+    # Sub-millisecond windows: 11x the median but 8 ms above it is noise, not a stall.
+    t, lat = events(np.random.default_rng(3), base_ms=0.5)
+    lat = np.where((t >= 6) & (t < 7), lat + 8.0, lat)
+    assert check_stall(Series.from_events(t, lat, 0.0, 10.0), TH) is None
 
 
 def test_warmup_still_falling_is_flagged_with_its_slope():

@@ -3,9 +3,11 @@
 Flags (names as they appear in a summary's `flags` column):
   drift           the per-second p50 (or throughput) trends across the measurement window: the
                   Theil-Sen slope's 95% interval excludes 0 and the fitted change is larger than
-                  `drift_min_change` (a fraction of the fitted start value)
+                  `drift_min_change` (a fraction of the fitted start value) and than
+                  `drift_min_abs` (in the series' unit, ms)
   stall           a one-second window with no completion while the others have some, or a window
-                  whose p99 is over `stall_p99_factor` x the median window's p99
+                  whose p99 is over `stall_p99_factor` x the median window's p99 and over it by
+                  `stall_min_gap_ms`
   fell_behind     the load generator could not offer its target rate (its own judgement)
   errors          errors and timeouts above `max_error_share` of the requests sent
   outlier_rep     a repetition outside median +- `outlier_mads` x MAD of the repetitions
@@ -36,7 +38,9 @@ class Thresholds:
     """The checks' limits (config `stability:`; these are the defaults)."""
 
     drift_min_change: float = 0.5
+    drift_min_abs: float = 1.0
     stall_p99_factor: float = 10.0
+    stall_min_gap_ms: float = 100.0
     max_error_share: float = 0.01
     outlier_mads: float = 3.0
     warmup_min_change: float = 0.25
@@ -115,8 +119,9 @@ def check_drift(t: Sequence[float], y: Sequence[float], th: Thresholds, what: st
     if got is None:
         return None
     slope, low, high, change = got
-    if (low > 0 or high < 0) and abs(change) > th.drift_min_change:
-        span = float(np.ptp(np.asarray(t, dtype=float)))
+    span = float(np.ptp(np.asarray(t, dtype=float)))
+    # And by more than drift_min_abs in the series' unit (ms): sub-ms p50s double on noise.
+    if (low > 0 or high < 0) and abs(change) > th.drift_min_change and abs(slope * span) > th.drift_min_abs:
         return Flag(
             "drift",
             f"{what} {'rose' if change > 0 else 'fell'} {abs(change):.0%} across {span:.0f} s "
@@ -139,11 +144,13 @@ def check_stall(series: Series, th: Thresholds) -> Flag | None:
         )
     ref = float(np.nanmedian(p99))
     worst = int(np.nanargmax(p99))
-    if ref > 0 and p99[worst] > th.stall_p99_factor * ref:
+    # Both far above in ratio and by an absolute gap: sub-ms windows make any ratio large.
+    if ref > 0 and p99[worst] > th.stall_p99_factor * ref and p99[worst] - ref > th.stall_min_gap_ms:
         return Flag(
             "stall",
             f"p99 of the window at {series.t[worst]:.0f} s is {p99[worst]:.1f} ms, "
-            f"{p99[worst] / ref:.0f}x the median window's {ref:.1f} ms (limit {th.stall_p99_factor:g}x)",
+            f"{p99[worst] / ref:.0f}x the median window's {ref:.1f} ms "
+            f"(limits {th.stall_p99_factor:g}x and {th.stall_min_gap_ms:g} ms)",
         )
     return None
 
