@@ -56,7 +56,7 @@ def summarize(
             if not (folder / "manifest.json").exists():
                 missing.append(str(folder))
                 continue
-            measured.append((point, _measured(exp, point, folder, th, confidence)))
+            measured.append((point, _measured(exp, point, folder, th, confidence, within=len(reps) == 1)))
         if measured and len(measured) == len(reps):
             rows.extend(_reduce(exp, measured, th, confidence))
     if missing:
@@ -68,7 +68,7 @@ def summarize(
 
 
 def _measured(
-    exp: Experiment, point: Point, folder: Path, th: Thresholds, confidence: float
+    exp: Experiment, point: Point, folder: Path, th: Thresholds, confidence: float, within: bool
 ) -> tuple[list[dict[str, Any]], PointCheck, int, str]:
     """One repetition: its rows (metric families on the attempt used), its check, which attempt
     and why. The attempt used is the first one with no flag that re-measures; else the last."""
@@ -78,7 +78,7 @@ def _measured(
     for number, raw in attempts(folder / "raw"):
         point_rows = _metric_rows(exp, point, folder, raw, manifest)
         paper = point_rows[0] if len(point_rows) == 1 and "p99_ms" in point_rows[0] else None
-        check = check_point(raw, summary, point.params, th, paper, seed=point.repetition)
+        check = check_point(raw, summary, point.params, th, paper, seed=point.repetition, within=within)
         tried.append((number, point_rows, check))
         if not rerun_reasons(check.flags, th):
             break

@@ -36,7 +36,7 @@ from benchpipe.stats.stability import (
 # experiments change their load on purpose), so trends there are not instability.
 OPEN_LOOP = ("openloop", "wrk2")
 # Within-run intervals of the paper rule's latency columns: the statistic per resampled windows.
-WITHIN_RUN = {"p50_ms": lambda x: np.percentile(x, 50), "p99_ms": lambda x: np.percentile(x, 99), "mean_ms": np.mean}
+WITHIN_RUN: dict[str, str | float] = {"p50_ms": 0.5, "p99_ms": 0.99, "mean_ms": "mean"}
 
 
 @dataclass
@@ -98,9 +98,11 @@ def check_point(
     th: Thresholds,
     paper: Mapping[str, Any] | None = None,
     seed: int = 0,
+    within: bool = True,
 ) -> PointCheck:
     """Check one measurement (a raw folder or one attempt's folder). `paper`: the paper rule's
-    numbers already computed for it (p50_ms, p99_ms, mean_ms, dropped_share), if any."""
+    numbers already computed for it (p50_ms, p99_ms, mean_ms, dropped_share), if any; `within`:
+    also its within-run intervals (a point measured once)."""
     out = PointCheck()
     rep = _report(raw)
     timing = _timing(raw)
@@ -130,7 +132,7 @@ def check_point(
             flag = check_warmup(out.warmup, th)
             if flag:
                 out.flags.append(flag)
-        if paper and paper.get("p50_ms") is not None and "outlier_factor" in summary:
+        if within and paper and paper.get("p50_ms") is not None and "outlier_factor" in summary:
             # Per-second blocks of the measurement's calls, the paper's outlier rule applied.
             sel = (dispatch >= t0) & (dispatch < t1)
             d, x = dispatch[sel], lat[sel]
