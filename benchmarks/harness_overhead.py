@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("--figure", default="hotel")
     ap.add_argument("--keep", action="store_true", help="keep the scratch results folder")
     ap.add_argument("--repetitions", type=int, default=1, help="--config repetitions=N (each point N times)")
+    ap.add_argument("--config", nargs="*", default=[], help="more KEY=VALUE for snakemake --config")
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="benchpipe-overhead-"))
     results, figures = scratch / "results", scratch / "figures"
@@ -40,6 +41,7 @@ def main() -> int:
         f"results_dir={results}",
         f"figures_dir={figures}",
         f"repetitions={args.repetitions}",
+        *args.config,
     ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)

@@ -325,6 +325,7 @@ def _rerun_unstable(
                 _link_or_copy(str(f), str(partial / f.name))
         write_json_atomic(partial / "timing.json", {**earlier, **timing, "attempt": attempt})
         deployer.fetch(stack, partial)
+        _record_series(partial)
         reasons = rerun_reasons(check_point(partial, {}, spec["params"], th).flags, th)
         if not reasons:
             shutil.rmtree(partial)  # a stable measurement: collect fetches its records as usual
@@ -414,6 +415,7 @@ def collect(
         _link_tree(measured, staged)
         deployer.fetch(stack, staged)
         timing["fetched"] = _now()
+        _record_series(staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         _fail(deployer, stack, lease, holder, log_dir, final=True)
@@ -439,6 +441,17 @@ def collect(
         log.warning("point %s: the load generator fell behind: %s", spec["point"], facts["generator"])
     if all(Path(s).exists() for s in siblings):
         teardown_cluster(config, cpath)
+
+
+def _record_series(raw: Path) -> None:
+    """The per-second series of the warm-up and the measurement (raw/series.json), where the stack
+    records every call. Derived data: a failure to derive it is logged, the point is kept."""
+    from benchpipe.stats.point import write_series
+
+    try:
+        write_series(raw)
+    except Exception as e:  # the raw files are what counts; summaries recompute the series
+        log.warning("no series.json for %s: %s", raw, e)
 
 
 def _link_tree(src: Path, dest: Path) -> None:

@@ -72,7 +72,7 @@ def test_repetitions_interleave_and_a_stalled_point_is_remeasured(tmp_path, no_s
 
     # Both attempts' files kept: the stalled one under raw/attempts/1/, the stable one in raw/.
     first, last = point / "qps40" / "raw" / "attempts" / "1", point / "qps40" / "raw"
-    for f in ("measure.json", "async_results", "timing.json"):
+    for f in ("measure.json", "async_results", "timing.json", "series.json"):
         assert (first / f).stat().st_size > 0 and (last / f).stat().st_size > 0, f
     assert json.loads((last / "timing.json").read_text())["attempt"] == 2
     assert not (point / "qps20" / "raw" / "attempts").exists()

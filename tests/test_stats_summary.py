@@ -110,3 +110,17 @@ def test_a_stalled_attempt_is_kept_and_the_stable_one_used(tmp_path):
     flags = dict(row_flags(row))
     assert row["attempt"] == 1 and "stall" in flags and "no completion in 2 of 10" in flags["stall"]
     assert "views_disagree" in flags and "2000.0 ms" in flags["views_disagree"]
+
+
+def test_series_file_records_warmup_and_measurement_windows(tmp_path):
+    from benchpipe.stats.point import write_series
+
+    raw = tmp_path / "raw"
+    write_attempt(raw, np.random.default_rng(5), 10.0, stall=(3.0, 5.0))
+    (raw / "measure.json").write_text(json.dumps({**json.loads((raw / "measure.json").read_text()), "duration_s": 10.0}))
+    assert write_series(raw)
+    series = json.loads((raw / "series.json").read_text())
+    assert len(series["measure"]["count"]) == 10 and series["measure"]["count"][3:5] == [0, 0]
+    assert series["warmup"]["window_s"] == 0.25 and len(series["warmup"]["p50_ms"]) == 8
+    (raw / "async_results").unlink()
+    assert not write_series(tmp_path / "nothing")

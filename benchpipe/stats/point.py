@@ -59,6 +59,14 @@ def _report(raw: Path) -> dict[str, Any]:
     return rep if isinstance(rep, dict) else {}
 
 
+def _warmup_report(raw: Path) -> dict[str, Any]:
+    try:
+        rep = json.loads((raw / "warmup.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return rep if isinstance(rep, dict) else {}
+
+
 def _timing(raw: Path) -> dict[str, Any]:
     try:
         return json.loads((raw / "timing.json").read_text())
@@ -120,12 +128,19 @@ def check_point(
     if calls is not None and open_loop and "measure_start" in timing and "measure_end" in timing:
         dispatch, finished, lat = calls
         t0, t1 = float(timing["measure_start"]), float(timing["measure_end"])
+        if rep.get("duration_s"):
+            # The offered-load period: after it the generator only waits for its last answers,
+            # and the stack's completions tail off (not a stall).
+            t1 = min(t1, t0 + float(rep["duration_s"]))
         out.measure = Series.from_events(finished, lat, t0, t1)
         for flag in (check_drift(out.measure.t, out.measure.p50, th, "per-second p50"), check_stall(out.measure, th)):
             if flag:
                 out.flags.append(flag)
         if "warmup_start" in timing and "warmup_end" in timing:
             w0, w1 = float(timing["warmup_start"]), float(timing["warmup_end"])
+            warm = _warmup_report(raw)
+            if warm.get("duration_s"):
+                w1 = min(w1, w0 + float(warm["duration_s"]))
             # Per second; a warm-up shorter than 8 s (the local scale) in eighths, to see a trend.
             width = 1.0 if w1 - w0 >= 8 else max((w1 - w0) / 8, 1e-3)
             out.warmup = Series.from_events(finished, lat, w0, w1, width)
@@ -178,3 +193,20 @@ def announced_checks() -> tuple[int, Thresholds]:
     except ValueError:
         got = {}
     return int(got.get("rerun_unstable", 0)), Thresholds.from_config(got.get("stability"))
+
+
+SERIES_FILE = "series.json"
+
+
+def write_series(raw: Path) -> bool:
+    """raw/series.json: the warm-up's and the measurement's windows (completions, p50, p99 per
+    window), as the stability checks see them; written by collect beside the files it comes from.
+    False when the point has no per-call records (nothing written)."""
+    from benchpipe.model import write_json_atomic
+
+    check = check_point(raw, {}, {}, Thresholds(), within=False)
+    if check.measure is None:
+        return False
+    phases = {"warmup": check.warmup, "measure": check.measure}
+    write_json_atomic(raw / SERIES_FILE, {k: v.to_dict() for k, v in phases.items() if v is not None})
+    return True

@@ -100,6 +100,13 @@ class Series:
                 p50[i], p99[i] = np.percentile(w, [50, 99])
         return cls(np.arange(n) * width_s, count, p50, p99)
 
+    def to_dict(self) -> dict[str, Any]:
+        def ms(a: np.ndarray) -> list[float | None]:
+            return [None if not np.isfinite(v) else round(float(v), 3) for v in a]
+
+        width = float(self.t[1] - self.t[0]) if self.t.size > 1 else 1.0
+        return {"window_s": width, "count": self.count.tolist(), "p50_ms": ms(self.p50), "p99_ms": ms(self.p99)}
+
 
 def _trend(t: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, float] | None:
     """Theil-Sen slope, its interval and the fitted relative change across t; None if too short."""
