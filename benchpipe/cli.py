@@ -164,8 +164,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     experiments = {n: load_experiment(p) for n, p in experiment_files(args.experiments_dir).items()}
     params = {n: list(e.data["sweep"]) for n, e in experiments.items()}
     metrics = None if args.all_metrics else _figure_metrics(experiments)
-    rows = compare.compare_dirs(old, new, params, metrics, args.alpha)
-    text = compare.format_table(rows, str(old), str(new))
+    rows, notes = compare.compare_dirs(old, new, params, metrics, args.alpha)
+    text = compare.format_table(rows, str(old), str(new), notes)
     print(text)
     if not args.out:
         return

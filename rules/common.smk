@@ -106,7 +106,7 @@ REPS = config["repetitions"]
 # What summaries and figures need: not `suite` / `experiments`, which only choose what rule all
 # builds (switching suites must not redo another suite's summaries and figures).
 CONFIG_JSON = json.dumps(
-    {k: v for k, v in config.items() if k not in ("suite", "experiments")}, sort_keys=True
+    {k: v for k, v in config.items() if k not in ("suite", "experiments", "compare_with")}, sort_keys=True
 )
 # What point jobs need of the configuration: a change elsewhere must not re-measure them.
 CLUSTER_CONFIG_JSON = json.dumps(
@@ -326,6 +326,41 @@ def get_claims_summaries(wildcards):
 def get_claims_json(wildcards):
     # The claims as written in the experiment file: editing them judges the figure again.
     return json.dumps(claims_of_figure(FIGURES[wildcards.figure], wildcards.figure), sort_keys=True)
+
+
+def compare_other():
+    other = config.get("compare_with")
+    if not other:
+        raise WorkflowError("compare: expected the other run's results folder: --config compare_with=<folder>")
+    if not Path(other).is_dir():
+        raise WorkflowError(f"config: compare_with: expected a results folder, got {other!r} (no such folder)")
+    return other
+
+
+def get_results_dir(wildcards):
+    # The new side of a comparison: this run's results folder.
+    return R
+
+
+def get_compare_other(wildcards):
+    return compare_other()
+
+
+def get_compare_summaries(wildcards):
+    """This run's summaries of the experiments the other folder has one of too (those that exist:
+    comparing measures nothing)."""
+    other = Path(compare_other())
+    return [
+        f"{R}/{n}/summary.parquet"
+        for n in EXPERIMENTS
+        if Path(R, n, "summary.parquet").exists() and Path(other, n, "summary.parquet").exists()
+    ]
+
+
+def get_compare_stamp(wildcards):
+    # The other run's summaries as of now: a new measurement there compares again.
+    other = Path(compare_other())
+    return {p.parent.name: p.stat().st_mtime_ns for p in sorted(other.glob("*/summary.parquet"))}
 
 
 def verdict_figures():

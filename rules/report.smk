@@ -92,3 +92,24 @@ rule claims:
     shell:
         "python -m benchpipe claims --config-json {params.config:q} --experiment {wildcards.exp}"
         " --figure {wildcards.figure} --summary {input} --out {output} > {log} 2>&1"
+
+
+# `snakemake compare --config compare_with=<other results folder>`: every experiment summarized in
+# both runs, point by point (benchstat's model), and figures overlaying both runs.
+rule compare:
+    input:
+        get_compare_summaries,
+    output:
+        directory(f"{R}/compare"),
+    conda:
+        "../environment.yml"
+    log:
+        f"{R}/logs/compare.log",
+    params:
+        other=get_compare_other,
+        new=get_results_dir,
+        stamp=get_compare_stamp,
+        experiments=config["experiments_dir"],
+    shell:
+        "python -m benchpipe compare {params.other:q} {params.new:q} --out {output} --experiments-dir {params.experiments:q}"
+        " > {log} 2>&1 && cat {output}/compare.txt"

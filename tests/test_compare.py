@@ -85,7 +85,8 @@ def test_compare_folders_and_command(tmp_path, capsys):
     summary(old, "hotel", 0.0, 1)
     summary(new, "hotel", 0.10, 2)
     summary(old, "movie", 0.0, 3)  # only in one folder: not compared
-    rows = compare_dirs(old, new, {"hotel": ["qps"]}, {"hotel": ["p50_ms", "p99_ms"]})
+    rows, notes = compare_dirs(old, new, {"hotel": ["qps"]}, {"hotel": ["p50_ms", "p99_ms"]})
+    assert notes == ["summarized in one folder only (not compared): movie"]
     assert {(r["baseline"], r["point"], r["metric"]) for r in rows} == {
         (b, f"qps={q}", m) for b in ("boki", "unsafe") for q in (20, 40) for m in ("p50_ms", "p99_ms")
     }
@@ -93,8 +94,15 @@ def test_compare_folders_and_command(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", str(old), str(new), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "hotel: p50_ms" in printed and "hotel: p99_ms" in printed and "movie" not in printed
+    assert "hotel: p50_ms" in printed and "hotel: p99_ms" in printed and "movie: " not in printed
     table = pl.read_csv(out / "compare.csv")
     assert table.height == 8 and set(table["samples"]) == {"repetitions"}
     assert (out / "hotel.png").stat().st_size > 5000  # both runs overlaid on the hotel figure
     assert main(["compare", str(old), str(tmp_path / "nowhere")]) == 2
+    # A scaled local sweep against the paper's: no common point, and the table says why.
+    scaled = tmp_path / "results-local"
+    summary(scaled, "hotel", 0.0, 4)
+    df = pl.read_parquet(scaled / "hotel" / "summary.parquet").with_columns(pl.col("qps") * 5)
+    df.write_parquet(scaled / "hotel" / "summary.parquet")
+    rows, notes = compare_dirs(scaled, new, {"hotel": ["qps"]})
+    assert rows == [] and notes[0].startswith("hotel: no point in common (qps: ['100', '200'] vs ['20', '40'])")

@@ -173,10 +173,11 @@ def _num(v: float, lo: float, hi: float) -> str:
     return f"{v:.4g} [{lo:.4g}, {hi:.4g}]"
 
 
-def format_table(rows: Sequence[dict[str, Any]], old_name: str, new_name: str) -> str:
+def format_table(rows: Sequence[dict[str, Any]], old_name: str, new_name: str, notes: Sequence[str] = ()) -> str:
     """benchstat's layout: per experiment and metric, a line per point: old, new, delta, p."""
+    tail = "".join(f"note: {n}\n" for n in notes)
     if not rows:
-        return f"compare: no point measured in both {old_name} and {new_name}\n"
+        return f"compare: no point measured in both {old_name} and {new_name}\n" + tail
     lines = [
         f"old: {old_name}",
         f"new: {new_name}",
@@ -207,7 +208,7 @@ def format_table(rows: Sequence[dict[str, Any]], old_name: str, new_name: str) -
         lines.append(f"{exp}: {metric}")
         lines.extend("  " + "  ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)).rstrip() for t in table)
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines) + tail
 
 
 def summaries(results: Path) -> dict[str, Path]:
@@ -221,22 +222,31 @@ def compare_dirs(
     params: dict[str, list[str]],
     metrics: dict[str, list[str]] | None = None,
     alpha: float = ALPHA,
-) -> list[dict[str, Any]]:
-    """Every experiment summarized in both folders (a local run against an ssh or aws run too)."""
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every experiment summarized in both folders (a local run against an ssh or aws run too):
+    the rows, and a note per experiment whose runs share no point (a scaled local sweep against
+    the paper's, say)."""
     a, b = summaries(old), summaries(new)
     rows: list[dict[str, Any]] = []
+    notes = []
     for name in sorted(set(a) & set(b)):
-        rows.extend(
-            compare_frames(
-                name,
-                pl.read_parquet(a[name]),
-                pl.read_parquet(b[name]),
-                params.get(name, []),
-                (metrics or {}).get(name),
-                alpha,
+        da, db = pl.read_parquet(a[name]), pl.read_parquet(b[name])
+        got = compare_frames(name, da, db, params.get(name, []), (metrics or {}).get(name), alpha)
+        if not got:
+            sweep = [p for p in params.get(name, []) if p in da.columns and p in db.columns]
+            shown = "; ".join(
+                f"{p}: {sorted(set(map(str, da[p].to_list())))} vs {sorted(set(map(str, db[p].to_list())))}"
+                for p in sweep
             )
-        )
-    return rows
+            notes.append(
+                f"{name}: no point in common ({shown or 'no sweep parameter in both'}); a local run is scaled "
+                "(config scale): measure both with the same scale, e.g. --config 'scale={paper: true}'"
+            )
+        rows.extend(got)
+    only = sorted(set(a) ^ set(b))
+    if only:
+        notes.append(f"summarized in one folder only (not compared): {', '.join(only)}")
+    return rows, notes
 
 
 def overlay(old: pl.DataFrame, new: pl.DataFrame, old_tag: str, new_tag: str) -> pl.DataFrame:
