@@ -127,6 +127,25 @@ def cmd_claims(args: argparse.Namespace) -> None:
         log.info("%s: %s (%s): %s", row["claim"], row["verdict"], row["basis"], row["detail"])
 
 
+def cmd_verdict(args: argparse.Namespace) -> None:
+    """The end-of-run verdict again (a run with nothing to do prints none): per figure judged in
+    the results folder, or only the figures named."""
+    from benchpipe.verdict import figure_verdict
+
+    results = Path(args.results)
+    found = sorted(results.glob("*/claims-*.csv"))
+    if not found:
+        raise ConfigError(f"verdict: {results}: no claims-<figure>.csv yet (build a figure first)")
+    for csv in found:
+        figure = csv.stem.removeprefix("claims-")
+        if args.figures and figure not in args.figures:
+            continue
+        own = csv.parent / "summary.parquet"
+        summaries = [own] if own.exists() else []
+        summaries += sorted(results.glob(f"*/drawn-{figure}.parquet"))
+        print(figure_verdict(figure, summaries, csv))
+
+
 def _figure_metrics(experiments: dict[str, Any]) -> dict[str, list[str]]:
     """Per experiment, the columns its figures draw (y, error bars, a measured x): what compare
     reports by default."""
@@ -281,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     add("plot", cmd_plot, "experiment", "figure", "png", "html").add_argument("--summary", nargs="+", required=True)
     claims = add("claims", cmd_claims, "experiment", "figure", "out")
     claims.add_argument("--summary", nargs="+", required=True)
+    verdict = sub.add_parser("verdict", help="print the verdict per figure of a results folder again")
+    verdict.set_defaults(fn=cmd_verdict)
+    verdict.add_argument("figures", nargs="*", help="only these figures")
+    verdict.add_argument("--results", default="results")
     comp = sub.add_parser("compare", help="compare two results folders (old, new), as benchstat does")
     comp.set_defaults(fn=cmd_compare)
     comp.add_argument("old")

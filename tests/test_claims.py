@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from benchpipe.claims import judge, judge_figure
+from benchpipe.cli import main
 from benchpipe.errors import ConfigError
 from benchpipe.experiment import load_experiment
 from benchpipe.verdict import figure_verdict
@@ -210,7 +211,7 @@ def test_duplicate_ids_and_the_shipped_claims_load(tmp_path):
     assert {c["id"] for c in exp.data["claims"]} >= {"hm-read-below-boki-p50"}
 
 
-def test_judge_figure_and_verdict_text(tmp_path):
+def test_judge_figure_and_verdict_text(tmp_path, capsys):
     exp = load_experiment(write_hotel(tmp_path, [GOOD, {**GOOD, "id": "y", "a": "Boki", "b": "Halfmoon-read"}]))
     df = reps({"Halfmoon-read": {100: 10.0}, "Boki": {100: 20.0}}).with_columns(
         pl.col("label").replace({"Halfmoon-read": "Halfmoon-read", "Boki": "Boki"}),
@@ -222,10 +223,17 @@ def test_judge_figure_and_verdict_text(tmp_path):
     )
     table = judge_figure(exp, "hotel", df)
     assert table["verdict"].to_list() == ["reproduced", "not reproduced"]
-    csv, summary = tmp_path / "claims-hotel.csv", tmp_path / "summary.parquet"
+    (tmp_path / "results" / "hotel").mkdir(parents=True)
+    csv, summary = (
+        tmp_path / "results" / "hotel" / "claims-hotel.csv",
+        tmp_path / "results" / "hotel" / "summary.parquet",
+    )
     table.write_csv(csv)
     df.write_parquet(summary)
     text = figure_verdict("hotel", [summary], csv)
     assert text.splitlines()[0] == "hotel: claims: 1 reproduced, 1 not reproduced; unstable points: 2"
     assert "unstable  e boki/qps100_r1: stall" in text
     assert "  reproduced              x: Halfmoon-read's p50_ms below boki's at every qps" in text
+    # The same again from the results folder (a run with nothing to do prints no verdict).
+    assert main(["verdict", "--results", str(tmp_path / "results")]) == 0
+    assert capsys.readouterr().out.strip() == text
