@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from benchpipe.cli import main
 from benchpipe.stats.compare import Samples, compare_dirs, compare_point, format_table
@@ -106,3 +107,37 @@ def test_compare_folders_and_command(tmp_path, capsys):
     df.write_parquet(scaled / "hotel" / "summary.parquet")
     rows, notes = compare_dirs(scaled, new, {"hotel": ["qps"]})
     assert rows == [] and notes[0].startswith("hotel: no point in common (qps: ['100', '200'] vs ['20', '40'])")
+
+
+def point_with_calls(results: Path, shift: float, seed: int) -> None:
+    """One repetition of hotel/boki/qps20 with the stack's record of every call over a 10 s
+    measurement (100 calls a second, latency ~ 10 ms * (1 + shift))."""
+    rng = np.random.default_rng(seed)
+    raw = results / "hotel" / "boki" / "qps20" / "raw"
+    raw.mkdir(parents=True)
+    t0 = 1_700_000_000.0
+    lines = []
+    for i in range(1000):
+        dispatch = t0 + i / 100
+        lat_s = max(rng.normal(0.010 * (1 + shift), 0.001), 0.001)
+        us = [int(dispatch * 1e6), int(dispatch * 1e6), int((dispatch + lat_s) * 1e6)]
+        lines.append(f'{{"recvTs": {us[0]}, "dispatchTs": {us[1]}, "finishedTs": {us[2]}}}')
+    (raw / "async_results").write_text("\n".join(lines) + "\n")
+    (raw / "timing.json").write_text(f'{{"measure_start": {t0}, "measure_end": {t0 + 10}}}')
+    row = {"experiment": "hotel", "baseline": "boki", "label": "Boki", "point": "qps20", "qps": 20}
+    row |= {"p50_ms": 10.0 * (1 + shift), "p50_ms_lo": 9.9 * (1 + shift), "p50_ms_hi": 10.1 * (1 + shift)}
+    pl.DataFrame([row]).write_parquet(results / "hotel" / "summary.parquet")
+
+
+def test_one_repetition_is_tested_on_per_second_windows(tmp_path):
+    old, new, same = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    point_with_calls(old, 0.0, 1)
+    point_with_calls(new, 0.10, 2)
+    point_with_calls(same, 0.0, 3)
+    rows, _ = compare_dirs(old, new, {"hotel": ["qps"]}, {"hotel": ["p50_ms"]})
+    (r,) = rows
+    assert r["samples"] == "per-second windows" and r["old_n"] == 1 and r["significant"]
+    # The summary's own value and within-run interval are what is shown.
+    assert (r["old"], r["old_lo"], r["new_hi"]) == (10.0, 9.9, pytest.approx(11.11))
+    (r0,) = compare_dirs(old, same, {"hotel": ["qps"]}, {"hotel": ["p50_ms"]})[0]
+    assert not r0["significant"] and "~ (p=" in format_table([r0], "a", "c")

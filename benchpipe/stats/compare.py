@@ -3,14 +3,16 @@ old and new median with 95% intervals, delta %, a Mann-Whitney U p-value, `~` wh
 difference is not significant.
 
 The samples of a point are, in this order of preference: its per-repetition values (the
-summary's `<m>_reps`, or one row per repetition), its per-second window values of a single
-repetition (`<m>_windows`, when the summary has them), or its per-request rows (Pronghorn's
-sequential runs). Which one was used is the row's `samples` column. A point with a single value
-on either side gets no p-value ("n=1"): there is nothing to test.
+summary's `<m>_reps`, or one row per repetition), its per-request rows (Pronghorn's sequential
+runs), or, for a single repetition, its per-second window values (`<m>_windows` when the summary
+has them, else the p50/p99 of each second of the measurement, from the stack's record of every
+call). Which one was used is the row's `samples` column. A point with a single value on either
+side gets no p-value ("n=1"): there is nothing to test.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ NOT_METRICS = {
     "flag_detail",
     "ci_kind",
     "request_number",
+    "repetitions",
 }
 SUFFIXES = ("_lo", "_hi", "_n", "_reps", "_windows")
 COLUMNS = (
@@ -63,14 +66,43 @@ COLUMNS = (
 )
 
 
+# Latency columns whose per-second values a single measurement yields (stability.Series' fields).
+WINDOWED = {"p50_ms": "p50", "p99_ms": "p99"}
+
+
 @dataclass(frozen=True)
 class Samples:
     values: list[float]
     kind: str  # "repetitions", "per-second windows", "per-request", "single value"
+    # The summary's own estimate and interval of a single repetition (within-run), shown as is.
+    shown: Interval | None = None
 
 
-def samples(rows: pl.DataFrame, metric: str) -> Samples:
-    """A point's samples of `metric` (see the module's docstring)."""
+def window_values(raw: Path, metric: str) -> list[float]:
+    """Per-second values of a latency percentile over one measurement's window, from the stack's
+    record of every call (async_results, Halfmoon's gateway) and the window (timing.json); [] when
+    the point has no such record."""
+    field = WINDOWED.get(metric)
+    try:
+        timing = json.loads((raw / "timing.json").read_text())
+    except (OSError, ValueError):
+        return []
+    calls = raw / "async_results"
+    if field is None or "measure_start" not in timing or not calls.exists() or calls.stat().st_size == 0:
+        return []
+    from benchpipe.stats.stability import Series
+    from benchpipe.summaries.latency import read_async_results
+
+    df = read_async_results(calls)
+    done = df["finishedTs"].cast(pl.Float64).to_numpy() / 1e6
+    latency = done * 1e3 - df["dispatchTs"].cast(pl.Float64).to_numpy() / 1e3
+    series = Series.from_events(done, latency, float(timing["measure_start"]), float(timing["measure_end"]))
+    return [float(v) for v in getattr(series, field) if math.isfinite(v)]
+
+
+def samples(rows: pl.DataFrame, metric: str, results: Path | None = None) -> Samples:
+    """A point's samples of `metric` (see the module's docstring); `results`: the folder its
+    summary is in, for the per-second windows of a single repetition."""
     rows = rows.filter(pl.col(metric).is_not_null())
     if rows.height == 0:
         return Samples([], "no value")
@@ -78,14 +110,26 @@ def samples(rows: pl.DataFrame, metric: str) -> Samples:
         per_point = "point" not in rows.columns or rows["point"].n_unique() == rows.height
         return Samples(rows[metric].cast(pl.Float64).to_list(), "repetitions" if per_point else "per-request")
     row = rows.row(0, named=True)
-    for col, kind in ((f"{metric}_reps", "repetitions"), (f"{metric}_windows", "per-second windows")):
-        vals = row.get(col)
-        if vals is not None and len(vals) >= 2:
-            return Samples([float(v) for v in vals if v is not None], kind)
-    return Samples([float(row[metric])], "single value")
+    reps = row.get(f"{metric}_reps")
+    if reps is not None and len([v for v in reps if v is not None]) >= 2:
+        return Samples([float(v) for v in reps if v is not None], "repetitions")
+    lo, hi = row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
+    shown = (
+        Interval(float(row[metric]), float(lo), float(hi), 1, "within-run")
+        if lo is not None and hi is not None
+        else None
+    )
+    windows = row.get(f"{metric}_windows")
+    if windows is None and results is not None and {"experiment", "baseline", "point"} <= set(row):
+        windows = window_values(Path(results, row["experiment"], row["baseline"], row["point"], "raw"), metric)
+    if windows is not None and len(windows) >= 2:
+        return Samples([float(v) for v in windows if v is not None], "per-second windows", shown)
+    return Samples([float(row[metric])], "single value", shown)
 
 
 def interval(s: Samples) -> Interval:
+    if s.shown is not None:
+        return s.shown
     kind = "repetitions" if s.kind == "repetitions" else "within-run"
     return median_interval(s.values, kind=kind)
 
@@ -136,6 +180,7 @@ def compare_frames(
     params: Sequence[str],
     metrics: Sequence[str] | None = None,
     alpha: float = ALPHA,
+    folders: tuple[Path | None, Path | None] = (None, None),
 ) -> list[dict[str, Any]]:
     """Rows of the comparison of one experiment: per baseline, point (its parameters) and metric
     present on both sides."""
@@ -150,7 +195,7 @@ def compare_frames(
             continue
         point = " ".join(f"{k}={v}" for k, v in zip(keys[1:], key[1:], strict=True)) or "-"
         for m in both:
-            so, sn = samples(rows_old, m), samples(rows_new, m)
+            so, sn = samples(rows_old, m, folders[0]), samples(rows_new, m, folders[1])
             if not so.values or not sn.values:
                 continue
             out.append(
@@ -231,7 +276,7 @@ def compare_dirs(
     notes = []
     for name in sorted(set(a) & set(b)):
         da, db = pl.read_parquet(a[name]), pl.read_parquet(b[name])
-        got = compare_frames(name, da, db, params.get(name, []), (metrics or {}).get(name), alpha)
+        got = compare_frames(name, da, db, params.get(name, []), (metrics or {}).get(name), alpha, (old, new))
         if not got:
             sweep = [p for p in params.get(name, []) if p in da.columns and p in db.columns]
             shown = "; ".join(
