@@ -304,7 +304,9 @@ def judge_figure(
     fig = next(f for f in exp.data["figures"] if f["name"] == figure)
     rows = []
     for c in claims if claims is not None else claims_of_figure(exp, figure):
-        rows.append(judge({**c, "figure": figure}, df, figure_x(exp, fig), target))
+        # A figure may draw several experiments (its panels'): a claim reads its own (default: the file's).
+        c = {**c, "figure": figure, "experiment": c.get("experiment", exp.name)}
+        rows.append(judge(c, df, figure_x(exp, fig), target))
     if not rows:
         return pl.DataFrame(schema={k: pl.String for k in CLAIM_COLUMNS})
     return pl.DataFrame(rows).select(CLAIM_COLUMNS)

@@ -222,6 +222,11 @@ def test_judge_figure_and_verdict_text(tmp_path, capsys):
         pl.when(pl.col("point") == "qps100_r1").then(pl.lit("stall")).otherwise(pl.col("flags")).alias("flags")
     )
     table = judge_figure(exp, "hotel", df)
+    assert table["verdict"].to_list() == ["no data", "no data"]  # the rows are of experiment "e"
+    df = df.with_columns(pl.lit("hotel").alias("experiment"))
+    # Another experiment's rows beside (a panel's): not mixed into this file's claims.
+    other = df.with_columns(pl.lit("movie").alias("experiment"), pl.col("p50_ms") * 100)
+    table = judge_figure(exp, "hotel", pl.concat([df, other]))
     assert table["verdict"].to_list() == ["reproduced", "not reproduced"]
     (tmp_path / "results" / "hotel").mkdir(parents=True)
     csv, summary = (
@@ -232,7 +237,7 @@ def test_judge_figure_and_verdict_text(tmp_path, capsys):
     df.write_parquet(summary)
     text = figure_verdict("hotel", [summary], csv)
     assert text.splitlines()[0] == "hotel: claims: 1 reproduced, 1 not reproduced; unstable points: 2"
-    assert "unstable  e boki/qps100_r1: stall" in text
+    assert "unstable  hotel boki/qps100_r1: stall" in text
     assert "  reproduced              x: Halfmoon-read's p50_ms below boki's at every qps" in text
     # The same again from the results folder (a run with nothing to do prints no verdict).
     assert main(["verdict", "--results", str(tmp_path / "results")]) == 0
