@@ -58,11 +58,43 @@ def figure_verdict(figure: str, summaries: list[Path], claims_csv: Path, width: 
     return "\n".join(lines)
 
 
-def report_section(figure: str, summaries: list[Path], claims_csv: Path) -> str:
-    """The same, in full (intervals and sources), as reStructuredText for the report's caption."""
+def point_intervals(summaries: list[Path], metrics: list[str], limit: int = 80) -> list[str]:
+    """'<experiment> <baseline>/<point>: <m> median [lo, hi] (n, kind)' for the drawn metrics of
+    summaries that carry intervals (`<m>_lo`/`<m>_hi`)."""
+    out = []
+    for path in summaries:
+        if not path.exists():
+            continue
+        df = pl.read_parquet(path)
+        have = [m for m in metrics if m in df.columns and f"{m}_lo" in df.columns]
+        for r in df.iter_rows(named=True):
+            parts = []
+            for m in have:
+                if r[m] is None:
+                    continue
+                lo, hi = r[f"{m}_lo"], r[f"{m}_hi"]
+                iv = f" [{lo:.4g}, {hi:.4g}]" if lo is not None and hi is not None else " (no interval)"
+                parts.append(f"{m} {r[m]:.4g}{iv}")
+            if parts:
+                kind = f", {r['ci_kind']}" if r.get("ci_kind") else ""
+                n = f"n={r.get(f'{have[0]}_n')}"
+                out.append(
+                    f"{r.get('experiment')} {r.get('baseline')}/{r.get('point')}: {', '.join(parts)} ({n}{kind})"
+                )
+    return out[:limit] + (
+        [f"... and {len(out) - limit} more (the summaries have them all)"] if len(out) > limit else []
+    )
+
+
+def report_section(figure: str, summaries: list[Path], claims_csv: Path, metrics: list[str] | None = None) -> str:
+    """The same, in full (the points' intervals, the claims' cells and sources), as
+    reStructuredText for the report's caption."""
     flags = flagged_points(summaries)
     claims = read_claims(claims_csv)
     out = ["", f"**Verdict** ({claims_csv.name}):", ""]
+    intervals = point_intervals(summaries, metrics or [])
+    if intervals:
+        out += ["Medians with 95% intervals of the points drawn:", ""] + [f"- {i}" for i in intervals] + [""]
     if flags:
         out.append("Points flagged unstable:")
         out.append("")

@@ -385,7 +385,13 @@ def print_verdicts():
 if "--report" in sys.argv:
     # Per figure: its flagged points, the intervals, claims and verdicts (the caption's last part).
     config["report_verdicts"] = {
-        f: report_section(f, [Path(p) for p in figure_summaries(f)], Path(figure_claims(f))) for f in FIGURES
+        f: report_section(
+            f,
+            [Path(p) for p in figure_summaries(f)],
+            Path(figure_claims(f)),
+            [p["y"] for p in next(g for g in e.data["figures"] if g["name"] == f).get("panels", [])],
+        )
+        for f, e in FIGURES.items()
     }
 
 

@@ -242,3 +242,30 @@ def test_judge_figure_and_verdict_text(tmp_path, capsys):
     # The same again from the results folder (a run with nothing to do prints no verdict).
     assert main(["verdict", "--results", str(tmp_path / "results")]) == 0
     assert capsys.readouterr().out.strip() == text
+
+
+def test_report_section_shows_intervals_flags_and_claims(tmp_path):
+    from benchpipe.verdict import report_section
+
+    row = {"experiment": "hotel", "baseline": "boki", "point": "qps20", "p50_ms": 17.8, "p50_ms_lo": 17.0}
+    row |= {"p50_ms_hi": 18.5, "p50_ms_n": 1, "ci_kind": "within-run", "flags": "drift", "flag_detail": "+40%"}
+    pl.DataFrame([row]).write_parquet(tmp_path / "summary.parquet")
+    claims = pl.DataFrame(
+        [
+            {
+                "claim": "x",
+                "verdict": "inconclusive",
+                "text": "A below B",
+                "basis": "95% intervals (within-run)",
+                "detail": "qps=20: A 1 [0.5, 2] vs B 1.5 [1, 3] -> inconclusive",
+                "source": "paper",
+                "flagged": "boki/qps20: drift",
+            }
+        ]
+    )
+    claims.write_csv(tmp_path / "claims-hotel.csv")
+    text = report_section("hotel", [tmp_path / "summary.parquet"], tmp_path / "claims-hotel.csv", ["p50_ms"])
+    assert "- hotel boki/qps20: p50_ms 17.8 [17, 18.5] (n=1, within-run)" in text
+    assert "- hotel boki/qps20: drift (+40%)" in text
+    assert "- **inconclusive**: A below B (95% intervals (within-run)). qps=20: A 1 [0.5, 2]" in text
+    assert "Uses flagged points: boki/qps20: drift." in text
