@@ -47,6 +47,8 @@ onsuccess:
     # Clusters still up go now, except those of points stopped between stages (--until deploy...),
     # which the next run continues; a no-op when every cluster's last point already took it down.
     teardown_finished()
+    # The verdict per figure: unstable points and the paper's claims (after every run).
+    print_verdicts()
 
 
 onerror:

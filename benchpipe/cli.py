@@ -123,6 +123,108 @@ def cmd_plot(args: argparse.Namespace) -> None:
         raise ConfigError(f"{exp.source}: {e}") from None
 
 
+def cmd_claims(args: argparse.Namespace) -> None:
+    """A figure's claims judged on the summaries it draws: results/<owner>/claims-<figure>.csv."""
+    import polars as pl
+
+    from benchpipe.claims import judge_figure
+
+    config = _config(args)
+    exp = load_configured_experiment(config, args.experiment)
+    if not any(f["name"] == args.figure for f in exp.data["figures"]):
+        raise ConfigError(f"{exp.source}: figures: no figure named {args.figure!r}")
+    df = pl.concat([pl.read_parquet(p) for p in args.summary], how="diagonal_relaxed")
+    table = judge_figure(exp, args.figure, df, config["target"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.write_csv(args.out)
+    for row in table.iter_rows(named=True):
+        log.info("%s: %s (%s): %s", row["claim"], row["verdict"], row["basis"], row["detail"])
+
+
+def cmd_verdict(args: argparse.Namespace) -> None:
+    """The end-of-run verdict again (a run with nothing to do prints none): per figure judged in
+    the results folder, or only the figures named."""
+    from benchpipe.verdict import figure_verdict
+
+    results = Path(args.results)
+    found = sorted(results.glob("*/claims-*.csv"))
+    if not found:
+        raise ConfigError(f"verdict: {results}: no claims-<figure>.csv yet (build a figure first)")
+    for csv in found:
+        figure = csv.stem.removeprefix("claims-")
+        if args.figures and figure not in args.figures:
+            continue
+        own = csv.parent / "summary.parquet"
+        summaries = [own] if own.exists() else []
+        summaries += sorted(results.glob(f"*/drawn-{figure}.parquet"))
+        print(figure_verdict(figure, summaries, csv))
+
+
+def _figure_metrics(experiments: dict[str, Any]) -> dict[str, list[str]]:
+    """Per experiment, the columns its figures draw (y, error bars, a measured x): what compare
+    reports by default."""
+    from benchpipe.experiment import figure_experiments
+
+    out: dict[str, list[str]] = {}
+    for exp in experiments.values():
+        for fig in exp.data["figures"]:
+            for name in figure_experiments(fig, exp.name):
+                if name not in experiments:
+                    continue
+                panels = [p for p in fig.get("panels", []) if p.get("experiment", exp.name) == name] or fig.get(
+                    "panels", []
+                )
+                fields = [f for p in panels for f in (p.get("y"), p.get("error")) if f]
+                x = (fig.get("x") or {}).get("field")
+                if x and x not in experiments[name].data["sweep"] and x != "label":
+                    fields.append(x)
+                out.setdefault(name, [])
+                out[name] += [f for f in fields if f not in out[name]]
+    return out
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    """Two results folders compared (benchstat's model); the table on stdout, files under --out."""
+    import polars as pl
+
+    from benchpipe.experiment import experiment_files, figure_experiments, load_experiment
+    from benchpipe.stats import compare
+
+    old, new = Path(args.old), Path(args.new)
+    for d in (old, new):
+        if not d.is_dir():
+            raise ConfigError(f"compare: {d}: expected a results folder (results/, results-ssh/, results-aws/)")
+    experiments = {n: load_experiment(p) for n, p in experiment_files(args.experiments_dir).items()}
+    params = {n: list(e.data["sweep"]) for n, e in experiments.items()}
+    metrics = None if args.all_metrics else _figure_metrics(experiments)
+    rows, notes = compare.compare_dirs(old, new, params, metrics, args.alpha)
+    text = compare.format_table(rows, str(old), str(new), notes)
+    print(text)
+    if not args.out:
+        return
+    out = Path(args.out)
+    compare.write(rows, out, text)
+    from benchpipe.plots.figures import render
+
+    a, b = compare.summaries(old), compare.summaries(new)
+    for exp in experiments.values():
+        for fig in exp.data["figures"]:
+            names = figure_experiments(fig, exp.name)
+            if not all(n in a and n in b for n in names):
+                continue
+            df = pl.concat(
+                [compare.overlay(pl.read_parquet(a[n]), pl.read_parquet(b[n]), old.name, new.name) for n in names],
+                how="diagonal_relaxed",
+            )
+            spec = compare.relabel(fig, old.name, new.name)
+            if len(names) > 1:
+                spec = {**spec, "panels": [{"experiment": exp.name, **p} for p in spec.get("panels", [])]}
+            try:
+                render(df, spec, out / f"{fig['name']}.png", out / f"{fig['name']}.html")
+            except (ValueError, KeyError) as e:
+                log.warning("compare: no overlay of figure %s: %s", fig["name"], e)
+
+
 def cmd_teardown(args: argparse.Namespace) -> None:
     from benchpipe.clusters import teardown_all
 
@@ -210,6 +312,20 @@ def main(argv: list[str] | None = None) -> int:
     summ.add_argument("--figure", default=None, help="summarize only the points this figure draws")
     summ.add_argument("--owner", default=None, help="the experiment whose file holds --figure")
     add("plot", cmd_plot, "experiment", "figure", "png", "html").add_argument("--summary", nargs="+", required=True)
+    claims = add("claims", cmd_claims, "experiment", "figure", "out")
+    claims.add_argument("--summary", nargs="+", required=True)
+    verdict = sub.add_parser("verdict", help="print the verdict per figure of a results folder again")
+    verdict.set_defaults(fn=cmd_verdict)
+    verdict.add_argument("figures", nargs="*", help="only these figures")
+    verdict.add_argument("--results", default="results")
+    comp = sub.add_parser("compare", help="compare two results folders (old, new), as benchstat does")
+    comp.set_defaults(fn=cmd_compare)
+    comp.add_argument("old")
+    comp.add_argument("new")
+    comp.add_argument("--out", default=None, help="folder for compare.csv, compare.txt and overlay figures")
+    comp.add_argument("--experiments-dir", default=str(REPO / "config" / "experiments"))
+    comp.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    comp.add_argument("--all-metrics", action="store_true", help="every numeric column, not only what figures draw")
     add("teardown", cmd_teardown)
     add("preflight", cmd_preflight)
     add("setup", cmd_setup)

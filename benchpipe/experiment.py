@@ -232,6 +232,9 @@ def _check(exp: Experiment, repetitions: int) -> None:
             raise ConfigError(f"{src}: figures[{i}]: expected keys x and panels for a {fig['kind']} figure")
         if fig["kind"] == "ecdf" and not {"x", "rows", "columns"} <= set(fig):
             raise ConfigError(f"{src}: figures[{i}]: expected keys x, rows and columns for an ecdf figure")
+    from benchpipe.claimspec import check_claims
+
+    check_claims(exp)
     for b in exp.baselines:
         pts = exp.points(b, repetitions)
         seen = [p.name for p in pts]
@@ -364,8 +367,11 @@ def _selects(exp: Experiment, point: Point, baselines: list[str] | None, filt: d
 
 
 def check_figure_references(experiments: dict[str, Experiment]) -> None:
-    """Every experiment a figure draws from exists (in some suite)."""
+    """Every experiment a figure (or a claim about it) draws from exists (in some suite)."""
+    from benchpipe.claimspec import check_claims
+
     for exp in experiments.values():
+        check_claims(exp, experiments)
         for i, fig in enumerate(exp.data["figures"]):
             for j, panel in enumerate(fig.get("panels", [])):
                 refs = [("experiment", panel.get("experiment"))]

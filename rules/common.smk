@@ -31,7 +31,9 @@ from benchpipe.plan import (
 from benchpipe.pointspec import point_spec
 from benchpipe.stats.point import announce_checks
 from benchpipe.targets import refuse_unsupported, unsupported
+from benchpipe.claimspec import claims_of_figure
 from benchpipe.report_text import figure_caption, measured_facts, summary_caption
+from benchpipe.verdict import figure_verdict, report_section
 from benchpipe.resume import pending, remove, void_stage_files
 from benchpipe.errors import ConfigError
 from benchpipe.validation import validate as validate_config
@@ -107,7 +109,7 @@ REPS = config["repetitions"]
 # What summaries and figures need: not `suite` / `experiments`, which only choose what rule all
 # builds (switching suites must not redo another suite's summaries and figures).
 CONFIG_JSON = json.dumps(
-    {k: v for k, v in config.items() if k not in ("suite", "experiments")}, sort_keys=True
+    {k: v for k, v in config.items() if k not in ("suite", "experiments", "compare_with")}, sort_keys=True
 )
 # What point jobs need of the configuration: a change elsewhere must not re-measure them.
 CLUSTER_CONFIG_JSON = json.dumps(
@@ -296,15 +298,109 @@ def get_drawn_stale_mark(wildcards):
     return "rebuild: points missing" if DRYRUN and (wildcards.figure, wildcards.exp) in STALE_DRAWN else ""
 
 
-def get_figure_summary(wildcards):
+def figure_summaries(figure):
     """The summaries a figure draws: its experiment's first, then its panels' and reference lines'.
     Of an experiment it draws only some points of (some baselines, one app), the figure reads its
     own summary of those points, so it needs only what it draws measured."""
     out = []
-    for name, points in DRAWN[wildcards.figure].items():
+    for name, points in DRAWN[figure].items():
         whole = len(points) == len(EXPERIMENTS[name].all_points(REPS))
-        out.append(f"{R}/{name}/summary.parquet" if whole else f"{R}/{name}/drawn-{wildcards.figure}.parquet")
+        out.append(f"{R}/{name}/summary.parquet" if whole else f"{R}/{name}/drawn-{figure}.parquet")
     return out
+
+
+def get_figure_summary(wildcards):
+    return figure_summaries(wildcards.figure)
+
+
+def figure_claims(figure):
+    """A figure's claims file, next to its experiment's summary; judged on what the figure draws."""
+    return f"{R}/{FIGURES[figure].name}/claims-{figure}.csv"
+
+
+def get_figure_claims(wildcards):
+    return figure_claims(wildcards.figure)
+
+
+def get_claims_summaries(wildcards):
+    if FIGURES[wildcards.figure].name != wildcards.exp:
+        raise WorkflowError(
+            f"{R}/{wildcards.exp}/claims-{wildcards.figure}.csv: figure {wildcards.figure} is defined in "
+            f"experiment {FIGURES[wildcards.figure].name}; its claims are {figure_claims(wildcards.figure)}"
+        )
+    return figure_summaries(wildcards.figure)
+
+
+def get_claims_json(wildcards):
+    # The claims as written in the experiment file: editing them judges the figure again.
+    return json.dumps(claims_of_figure(FIGURES[wildcards.figure], wildcards.figure), sort_keys=True)
+
+
+def compare_other():
+    other = config.get("compare_with")
+    if not other:
+        raise WorkflowError("compare: expected the other run's results folder: --config compare_with=<folder>")
+    if not Path(other).is_dir():
+        raise WorkflowError(f"config: compare_with: expected a results folder, got {other!r} (no such folder)")
+    return other
+
+
+def get_results_dir(wildcards):
+    # The new side of a comparison: this run's results folder.
+    return R
+
+
+def get_compare_other(wildcards):
+    return compare_other()
+
+
+def get_compare_summaries(wildcards):
+    """This run's summaries of the experiments the other folder has one of too (those that exist:
+    comparing measures nothing)."""
+    other = Path(compare_other())
+    return [
+        f"{R}/{n}/summary.parquet"
+        for n in EXPERIMENTS
+        if Path(R, n, "summary.parquet").exists() and Path(other, n, "summary.parquet").exists()
+    ]
+
+
+def get_compare_stamp(wildcards):
+    # The other run's summaries as of now: a new measurement there compares again.
+    other = Path(compare_other())
+    return {p.parent.name: p.stat().st_mtime_ns for p in sorted(other.glob("*/summary.parquet"))}
+
+
+def verdict_figures():
+    """The figures this run's targets build: named ones, or rule all's."""
+    if not TARGETS or list(TARGETS) == ["all"]:
+        return [f["name"] for n in config["experiments"] for f in EXPERIMENTS[n].data["figures"]]
+    return list(dict.fromkeys(Path(str(t)).stem for t in TARGETS if Path(str(t)).stem in FIGURES))
+
+
+def print_verdicts():
+    """After every successful run: per figure built, the unstable points and the claims' verdicts."""
+    texts = [
+        figure_verdict(f, [Path(p) for p in figure_summaries(f)], Path(figure_claims(f)))
+        for f in verdict_figures()
+        if Path(figure_claims(f)).exists()
+    ]
+    if texts:
+        print("benchpipe verdict (claims judged with 95% intervals; details in the claims-<figure>.csv files):")
+        print("\n".join(texts))
+
+
+if "--report" in sys.argv:
+    # Per figure: its flagged points, the intervals, claims and verdicts (the caption's last part).
+    config["report_verdicts"] = {
+        f: report_section(
+            f,
+            [Path(p) for p in figure_summaries(f)],
+            Path(figure_claims(f)),
+            [p["y"] for p in next(g for g in e.data["figures"] if g["name"] == f).get("panels", [])],
+        )
+        for f, e in FIGURES.items()
+    }
 
 
 def get_drawn_manifests(wildcards):

@@ -46,7 +46,9 @@ rule summarize_drawn:
 
 rule plot:
     input:
-        get_figure_summary,
+        summaries=get_figure_summary,
+        # Not read: it makes a figure's target judge the paper's claims about it too.
+        claims=get_figure_claims,
     output:
         png=report(
             f"{F}/{{figure}}.png",
@@ -65,4 +67,49 @@ rule plot:
         caption=get_figure_caption,
     shell:
         "python -m benchpipe plot --config-json {params.config:q} --experiment {params.experiment}"
-        " --summary {input} --figure {wildcards.figure} --png {output.png} --html {output.html} > {log} 2>&1"
+        " --summary {input.summaries} --figure {wildcards.figure} --png {output.png} --html {output.html} > {log} 2>&1"
+
+
+# Per figure: the paper's claims about it (its experiment file's `claims:`), judged with the
+# intervals of the summaries the figure draws.
+rule claims:
+    input:
+        get_claims_summaries,
+    output:
+        report(
+            f"{R}/{{exp}}/claims-{{figure}}.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+            labels={"figure": "{figure}"},
+        ),
+    conda:
+        "../environment.yml"
+    log:
+        f"{R}/logs/{{exp}}/claims-{{figure}}.log",
+    params:
+        config=get_config_json,
+        claims=get_claims_json,
+    shell:
+        "python -m benchpipe claims --config-json {params.config:q} --experiment {wildcards.exp}"
+        " --figure {wildcards.figure} --summary {input} --out {output} > {log} 2>&1"
+
+
+# `snakemake compare --config compare_with=<other results folder>`: every experiment summarized in
+# both runs, point by point (benchstat's model), and figures overlaying both runs.
+rule compare:
+    input:
+        get_compare_summaries,
+    output:
+        directory(f"{R}/compare"),
+    conda:
+        "../environment.yml"
+    log:
+        f"{R}/logs/compare.log",
+    params:
+        other=get_compare_other,
+        new=get_results_dir,
+        stamp=get_compare_stamp,
+        experiments=config["experiments_dir"],
+    shell:
+        "python -m benchpipe compare {params.other:q} {params.new:q} --out {output} --experiments-dir {params.experiments:q}"
+        " > {log} 2>&1 && cat {output}/compare.txt"
