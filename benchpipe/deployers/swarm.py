@@ -492,7 +492,7 @@ class SwarmDeployer:
             names = ", ".join(sorted({s for s, _ in bad}))
             when = "" if starting else " (after the stack was ready: a restart then is a failure)"
             raise StackError(
-                f"stack {stack.stack}: service(s) {names} failed or restarted{when}: "
+                f"stack {stack.stack}: service(s) {names} failed or restarted{when}; task(s) failed: "
                 + "; ".join(b for _, b in bad[:5])
             )
 
