@@ -98,6 +98,9 @@ def _records_calls(spec: dict[str, Any]) -> bool:
     from benchpipe import registry
 
     name = (spec.get("deployer") or {}).get("name")
+    own = (spec.get("deployment") or {}).get(name or "") or {}
+    if isinstance(own, dict) and own.get("finished_from") == "generator":
+        return False  # DeathStarBench's nginx writes no per-call records: wrk2's count instead
     return not name or bool(getattr(registry.load("deployer", name), "records_calls", True))
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local test bed for the SSH/Swarm path, all on loopback: dockerd (if not running) with a
 # single-node swarm, sshd on 127.0.0.1:2222 and 127.0.0.2:2222 (two "hosts") with a key made here,
-# the stand-in image and the contract images (workloads/halfmoon-contract). Writes the addresses and
+# the stand-in image and the contract images (workloads/halfmoon-contract, workloads/antipode-contract). Writes the addresses and
 # key to $STATE/env; testbed/down.sh stops exactly what this started.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +21,7 @@ fi
 docker image inspect benchpipe/standin:local >/dev/null 2>&1 || bash "$repo/workloads/image/build.sh"
 # The contract-checking stand-ins, under the real images' names (rebuilt only when their sources change).
 bash "$repo/workloads/halfmoon-contract/build.sh" >/dev/null
+bash "$repo/workloads/antipode-contract/build.sh" >/dev/null
 # sshd with its own host key and one client key; only loopback addresses.
 [ -f "$STATE/host_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$STATE/host_key"
 [ -f "$STATE/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$STATE/client_key"

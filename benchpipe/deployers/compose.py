@@ -9,6 +9,7 @@ deployed is the file recorded in deploy.json.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -113,6 +114,19 @@ def _pinned_names(services: dict[str, Any]) -> list[str]:
     return [f"{alias}:{address}" for alias, address in sorted(out.items())]
 
 
+def service_addresses(services: dict[str, Any], cidr: str) -> dict[str, str]:
+    """Each service's own address in `cidr` (in the services' order): on a one-node test bed with the
+    host network, services that all listen on the same port (DeathStarBench's 9090) each bind their
+    own loopback address, found by their hostname (the service's name), as the overlay network's
+    per-service addresses would give them on real hosts."""
+    net = ipaddress.ip_network(cidr)
+    if net.num_addresses - 2 < len(services):
+        raise ConfigError(
+            f"deployer.settings.service_addresses: {cidr} has fewer addresses than {len(services)} services"
+        )
+    return {name: str(net[i + 1]) for i, name in enumerate(services)}
+
+
 def fill_addresses(compose: str, cluster: Cluster) -> str:
     """The machines' in-cluster addresses in place of `{address:<machine>}`."""
     addresses = {h.name: h.private_address or h.address for h in cluster.hosts}
@@ -135,6 +149,7 @@ def render_compose(
     point_dir: str = "{point_dir}",
     stop_grace_s: float | None = None,
     aws_access: dict[str, Any] | None = None,
+    service_cidr: str = "",
 ) -> str:
     """aws_access: what a needs_aws_env service gets besides AWS_REGION where no instance profile
     gives credentials ({environment, volumes, secrets}: benchpipe.cloud.credentials.container_access);
@@ -143,6 +158,9 @@ def render_compose(
         raise ConfigError("the baseline has no services for the swarm deployer (baselines.<name>.services)")
     out: dict[str, Any] = {"version": "3.8", "services": {}}
     extra_hosts = _pinned_names(services) if host_network else []
+    own = service_addresses(services, service_cidr) if host_network and service_cidr else {}
+    if own:
+        extra_hosts = [f"{name}:{addr}" for name, addr in own.items()]
     for name, svc in services.items():
         environment = {**{k: str(v) for k, v in svc.get("environment", {}).items()}, **_point_env(svc, env)}
         if svc.get("needs_aws_env"):
@@ -159,7 +177,9 @@ def render_compose(
         if svc.get("mount_certs"):
             volumes.append("/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt")
         entry: dict[str, Any] = {"image": svc["image"], "deploy": _placement(name, svc, shape)}
-        if svc.get("hostname"):
+        if own:
+            entry["hostname"] = name  # how a service finds its own address (service_addresses)
+        elif svc.get("hostname"):
             entry["hostname"] = svc["hostname"]
         if svc.get("command"):
             entry["command"] = list(svc["command"])

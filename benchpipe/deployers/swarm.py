@@ -27,7 +27,7 @@ from typing import Any
 from benchpipe import remote
 from benchpipe.cloud import credentials
 from benchpipe.deployers.base import wait_for_count
-from benchpipe.deployers.compose import fill_addresses, for_point, render_compose
+from benchpipe.deployers.compose import fill_addresses, for_point, render_compose, service_addresses
 from benchpipe.errors import ConfigError, StackError
 from benchpipe.model import Cluster, Host, write_json_atomic
 from benchpipe.stackspec import host_file_text, local_path
@@ -53,6 +53,9 @@ class SwarmStack:
     tolerated: list[str] = field(default_factory=list)  # tasks that failed (and restarted) before ready
     after_ready: list[dict[str, Any]] = field(default_factory=list)  # host steps once ready (stack.after_ready)
     aws_secret: str = ""  # the point's Docker secret (temporary DynamoDB credentials), removed at stop
+    finished_from: str = "stack"  # "generator": the stack writes no async_results; the generator's count
+    traces: dict[str, Any] = field(default_factory=dict)  # stack.swarm.traces: records from Jaeger's query API
+    traces_url: str = ""  # the Jaeger query service as the cluster's machines reach it
 
 
 class SwarmDeployer:
@@ -84,6 +87,18 @@ class SwarmDeployer:
         if not host:
             raise StackError(f"services.{gateways[0]}.placement.hostname: the gateway must be pinned to a machine")
         region = self._region()
+        own = (deployment.get("swarm") or {}) if isinstance(deployment.get("swarm"), dict) else {}
+        cidr = str(self.s.get("service_addresses") or "") if self.s.get("host_network") else ""
+        addresses = service_addresses(services, cidr) if cidr else {}
+        traces = dict(own.get("traces") or {})
+        if traces:
+            jaeger = traces["jaeger"]["service"]
+            if jaeger not in services:
+                raise StackError(f"stack.swarm.traces.jaeger.service: {jaeger!r} is not a service of the stack")
+            if not addresses and not (services[jaeger].get("placement") or {}).get("hostname"):
+                raise StackError(
+                    f"services.{jaeger}.placement.hostname: Jaeger must be pinned to a machine (its query API)"
+                )
         compose = render_compose(
             services,
             cluster,
@@ -92,6 +107,7 @@ class SwarmDeployer:
             host_network=bool(self.s.get("host_network")),
             stop_grace_s=self.s.get("stop_grace_s"),
             aws_access=credentials.container_access(self.credentials) if self.credentials else None,
+            service_cidr=cidr,
         )
         ready = deployment.get("ready") or {}
         hosts = {h.name: h for h in cluster.hosts}
@@ -116,6 +132,11 @@ class SwarmDeployer:
             "stack": self.stack_name,
             "compose": compose,
             "gateway_machine": host,
+            "gateway_service": gateways[0],
+            "service_addresses": addresses,
+            "placements": {n: (svc.get("placement") or {}).get("hostname", "") for n, svc in services.items()},
+            "finished_from": own.get("finished_from", "stack"),
+            "traces": traces,
             "services": list(services),
             "port": int(self.s.get("gateway_port", 8080)),
             "ready_path": ready.get("path", self.s.get("ready_path", "/healthz")),
@@ -235,15 +256,19 @@ class SwarmDeployer:
             if prefix:
                 self._drop_tables(dynamodb, prefix)
             raise
+        addresses = rendered.get("service_addresses") or {}
+        own_address = addresses.get(rendered.get("gateway_service", ""))
+        gateway_address = own_address or gateway_host.address
+        inside = own_address or gateway_host.private_address or gateway_host.address
         return SwarmStack(
-            endpoint=f"http://{gateway_host.address}:{rendered['port']}",
+            endpoint=f"http://{gateway_address}:{rendered['port']}",
             cluster=cluster,
             stack=stack,
             point_dir=remote_dir,
             gateway_host=gateway_host,
             services=rendered["services"],
             ready_path=rendered["ready_path"],
-            internal_endpoint=f"http://{gateway_host.private_address or gateway_host.address}:{rendered['port']}",
+            internal_endpoint=f"http://{inside}:{rendered['port']}",
             images=list(rendered.get("images", [])),
             table_prefix=prefix,
             ready_status=list(rendered.get("ready_status", [200])),
@@ -253,6 +278,9 @@ class SwarmDeployer:
             restarts=dict(rendered.get("restarts", {})),
             after_ready=list(rendered.get("after_ready", [])),
             aws_secret=secret,
+            finished_from=rendered.get("finished_from", "stack"),
+            traces=dict(rendered.get("traces") or {}),
+            traces_url=self._traces_url(cluster, rendered),
         )
 
     # --- DynamoDB credentials where no instance profile gives them (benchpipe.cloud.credentials) ---
@@ -292,6 +320,22 @@ class SwarmDeployer:
     @staticmethod
     def _remove_secret(manager: Host, secret: str) -> None:
         remote.run(manager, f"docker secret rm {shlex.quote(secret)} >/dev/null 2>&1 || true")
+
+    @staticmethod
+    def _traces_url(cluster: Cluster, rendered: dict[str, Any]) -> str:
+        """Jaeger's query API as the cluster reaches it: its machine's (or, on the test bed, its own) address."""
+        traces = rendered.get("traces") or {}
+        if not traces:
+            return ""
+        name = traces["jaeger"]["service"]
+        address = (rendered.get("service_addresses") or {}).get(name)
+        if not address:
+            machine = rendered["placements"][name]
+            host = next((h for h in cluster.hosts if h.name == machine), None)
+            if host is None:
+                raise StackError(f"services.{name}: its machine {machine} is not in cluster {cluster.name}")
+            address = host.private_address or host.address
+        return f"http://{address}:{int(traces['jaeger'].get('port', 16686))}"
 
     # --- before the stack: data step, wipes, host files ---------------------------------------
     def _hosts(self, cluster: Cluster, names: list[str]) -> list[Host]:
@@ -481,14 +525,22 @@ class SwarmDeployer:
         return {"client": self.client(stack), "target": stack.internal_endpoint, "work_dir": stack.point_dir}
 
     def _failed(self, stack: SwarmStack) -> list[tuple[str, str]]:
-        """(task id, line) of the stack's failed or rejected tasks, history included."""
+        """(task id, line) of the stack's failed or rejected tasks, history included, and of the
+        tasks that exited 0 in a service swarm restarts on any exit (each one a restart)."""
         out = remote.run(
             self._manager(stack),
             f"docker stack ps {shlex.quote(stack.stack)} --no-trunc"
             " --format '{{.ID}} {{.Name}} {{.CurrentState}} {{.Error}}' 2>/dev/null || true",
         )
-        lines = [line.split(" ", 1) for line in out.splitlines() if " Failed" in line or " Rejected" in line]
-        return [(parts[0], parts[1] if len(parts) > 1 else "") for parts in lines]
+        found = []
+        for line in out.splitlines():
+            parts = line.split(" ", 1)
+            rest = parts[1] if len(parts) > 1 else ""
+            service = rest.split(".", 1)[0].removeprefix(f"{stack.stack}_")
+            restarted = " Complete" in rest and _condition(stack.restarts.get(service)) == "any"
+            if " Failed" in rest or " Rejected" in rest or restarted:
+                found.append((parts[0], rest))
+        return found
 
     def check_healthy(self, stack: SwarmStack, starting: bool = False) -> None:
         """A failed task fails the point, except, while the stack starts, one of a service that
@@ -499,11 +551,16 @@ class SwarmDeployer:
             if tid in stack.tolerated:
                 continue
             service = line.split(".", 1)[0].removeprefix(f"{stack.stack}_")
-            if starting and stack.restarts.get(service, "none") != "none":
+            if starting and _condition(stack.restarts.get(service)) != "none":
                 continue
-            bad.append(line)
+            bad.append((service, line))
         if bad:
-            raise StackError(f"stack {stack.stack}: task(s) failed: " + "; ".join(bad[:5]))
+            names = ", ".join(sorted({s for s, _ in bad}))
+            when = "" if starting else " (after the stack was ready: a restart then is a failure)"
+            raise StackError(
+                f"stack {stack.stack}: service(s) {names} failed or restarted{when}; task(s) failed: "
+                + "; ".join(b for _, b in bad[:5])
+            )
 
     def wait_ready(self, stack: SwarmStack, timeout_s: float) -> None:
         url = stack.endpoint + stack.ready_path
@@ -543,12 +600,19 @@ class SwarmDeployer:
         path = shlex.quote(f"{stack.point_dir}/async_results")
         return int(remote.run(stack.gateway_host, f"cat {path} 2>/dev/null | wc -l").strip() or 0)
 
+    def counts_calls(self, stack: SwarmStack) -> bool:
+        """Does the stack record each call (async_results)? DeathStarBench's nginx does not: the
+        finished count is then the load generator's own (wrk2's output)."""
+        return stack.finished_from != "generator"
+
     def wait_drained(self, stack: SwarmStack, expected: int, timeout_s: float) -> int:
         return wait_for_count(lambda: self._completed(stack), expected, timeout_s, 0.3)
 
-    def completed_counter(self, stack: SwarmStack) -> Callable[[], int]:
+    def completed_counter(self, stack: SwarmStack) -> Callable[[], int] | None:
         """Calls completed so far, counted on the gateway's host at most every 5 s: for progress."""
         state = {"t": 0.0, "n": 0}
+        if not self.counts_calls(stack):
+            return None
 
         def count() -> int:
             if time.monotonic() - state["t"] >= 5:
@@ -562,7 +626,12 @@ class SwarmDeployer:
         self.check_healthy(stack)  # a service that crashed mid-point fails the point
         dest.mkdir(parents=True, exist_ok=True)
         out = dest / "async_results"
-        remote.get(stack.gateway_host, f"{stack.point_dir}/async_results", str(out))
+        files = []
+        if self.counts_calls(stack):
+            remote.get(stack.gateway_host, f"{stack.point_dir}/async_results", str(out))
+            files.append(out)
+        if stack.traces:
+            files.append(self._fetch_traces(stack, dest))
         # Provenance: the image ids the stack ran (as the manager has them).
         ids = {}
         for image in stack.images:
@@ -577,7 +646,72 @@ class SwarmDeployer:
             dest / "stack.json",
             {**stack.deployed, "kernel_cmdline": kernel[0], "kernel_version": kernel[-1] if len(kernel) > 1 else ""},
         )
-        return [out]
+        return files
+
+    def _get(self, stack: SwarmStack) -> Callable[[str], tuple[int, bytes]]:
+        """HTTP GET inside the cluster: from the client machine (the security group admits only SSH
+        from the controller), or from the controller where there is no client."""
+        from benchpipe.jaeger import urllib_get
+
+        client = self.client(stack)
+        if client is None or self.s.get("probe_from") == "controller":
+            return urllib_get
+
+        def get(url: str) -> tuple[int, bytes]:
+            try:
+                out = remote.run(
+                    client, f"curl -s --max-time 30 -w '\\n%{{http_code}}' {shlex.quote(url)}", timeout_s=60
+                )
+            except StackError as e:
+                return 0, str(e).encode()
+            body, _, code = out.rpartition("\n")
+            return (int(code) if code.strip().isdigit() else 0), body.encode()
+
+        return get
+
+    def _fetch_traces(self, stack: SwarmStack, dest: Path) -> Path:
+        """The point's per-request records from Jaeger (stack.swarm.traces): its traces of the
+        measurement's window, each turned into one line of `file` (traces.jsonl), and what the
+        query did in jaeger.json."""
+        import json
+
+        from benchpipe.jaeger import JaegerQuery, collect_records
+
+        t = stack.traces
+        timing = json.loads((dest / "timing.json").read_text())
+        report = json.loads((dest / "measure.json").read_text())
+        finished = int(report.get("completed", 0))
+        start_us = int(float(timing["measure_start"]) * 1e6)
+        end_us = int(time.time() * 1e6)
+        q = t.get("query") or {}
+        query = JaegerQuery(
+            stack.traces_url,
+            q["service"],
+            limit=int(q.get("limit", 1000)),
+            lookback=str(q.get("lookback", "1h")),
+            retries=int(q.get("retries", 4)),
+            get=self._get(stack),
+        )
+        recs, skipped, queried = collect_records(
+            query, start_us, end_us, t["fields"], finished, timeout_s=float(q.get("timeout_s", 120))
+        )
+        out = dest / t.get("file", "traces.jsonl")
+        out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in recs))
+        write_json_atomic(
+            dest / "jaeger.json",
+            {
+                "url": query.url(start_us, end_us),
+                "traces_queried": queried,
+                "records": len(recs),
+                "skipped_missing_tags": skipped,
+                "finished": finished,
+                "requests": query.stats.requests,
+                "retries": query.stats.retries,
+                "splits": query.stats.splits,
+                "errors": query.stats.errors[-5:],
+            },
+        )
+        return out
 
     def collect_logs(self, stack: SwarmStack, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
@@ -602,6 +736,13 @@ class SwarmDeployer:
 
 # Root where needed: the artifact's host folders (/mnt/inmem, /mnt/storage) belong to root.
 SUDO = 'S=; [ "$(id -u)" = 0 ] || S="sudo -n"; '
+
+
+def _condition(restart: Any) -> str:
+    """A service's restart condition (none, on-failure, any) from its rendered restart."""
+    if isinstance(restart, dict):
+        return str(restart.get("condition", "none"))
+    return str(restart or "none")
 
 
 def _put_text(host: Host, text: str, remote_path: str) -> None:

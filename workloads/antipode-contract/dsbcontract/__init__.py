@@ -1,0 +1,1 @@
+"""Contract stand-ins of the images Antipode's DeathStarBench stack runs (see ../README.md)."""
