@@ -433,8 +433,9 @@ def _remote_generator(
     ctx: dict[str, Any], generator: Any, gen_cfg: dict[str, Any], endpoint: str, timing: dict[str, Any]
 ) -> tuple[str, Any]:
     """The load runs on the cluster's client machine (the gateway's port is open only inside the
-    cluster): wrk2, the switching client (closedloop), or a sequential client the deployer names. Where wrk2 is missing, the built-in
-    generator runs from the controller instead (recorded in the point's timing as generator_host)."""
+    cluster): wrk2, the switching client (closedloop), or a sequential client the deployer names.
+    Where wrk2 is missing, the built-in generator runs from the controller instead (recorded in the
+    point's timing as generator_host)."""
     from benchpipe import remote
 
     client = ctx.get("client")

@@ -101,9 +101,10 @@ def check_lines(app: str, check: str | None, workdir: str) -> list[str]:
     if not check:
         return []
     log = '"$(dirname "$0")/check.log"'
+    quiet = "{ set +x; } 2>/dev/null"  # the check's own output, without the script's trace in it
     return [
-        f"if ! (cd {workdir} && {check}) > {log} 2>&1; then",
-        f'  {{ echo "functional check of {app} failed:"; tail -c 1500 {log}; }} >&2',
+        f"if ! ({quiet}; cd {workdir} && {check}) > {log} 2>&1; then",
+        f'  {quiet}; {{ echo "functional check of {app} failed:"; tail -c 1500 {log}; }} >&2',
         "  exit 1",
         "fi",
     ]

@@ -145,7 +145,7 @@ class SequentialGenerator:
         `runner`, both set by the deployer: mu2sls's seq.py, which prints `throughput: <requests/s>`
         after its warm-up and timed requests). Its output is kept in `seq_<label>.log`."""
         runner = self.s["runner"]
-        text = runner(["sh", "-c", shlex.quote(self.s["command"])], duration_s + 120)
+        text = runner(["bash", "-c", shlex.quote(self.s["command"])], duration_s + 120)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"seq_{label}.log").write_text(f"$ {self.s['command']}\n{text}")
         found = re.findall(r"^throughput: ([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$", text, re.M)

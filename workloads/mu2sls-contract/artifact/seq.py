@@ -25,8 +25,13 @@ APPS = {
     "media-service-test": (
         "frontend",
         "/compose",
-        lambda: [f"username_{(i := random.randint(0, 99))}", f"password_{i}", "Titanic", random.randint(1, 9),
-                 "This is a review"],
+        lambda: [
+            f"username_{(i := random.randint(0, 99))}",
+            f"password_{i}",
+            "Titanic",
+            random.randint(1, 9),
+            "This is a review",
+        ],
     ),
     "hotel-reservation": ("frontend", "/req", lambda: [str(random.randint(0, 99)) for _ in range(3)]),
 }

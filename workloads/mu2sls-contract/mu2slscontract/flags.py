@@ -49,7 +49,10 @@ def parse(argv: list[str], known: list[Flag], unknown: str) -> Parsed:
                 val = argv[i]
                 i += 1
         elif eq and val not in ("true", "false"):
-            fail(f'Error: invalid argument "{val}" for "{a.split("=")[0]}" flag: strconv.ParseBool: parsing "{val}": invalid syntax')
+            flag = a.split("=")[0]
+            fail(
+                f'Error: invalid argument "{val}" for "{flag}" flag: strconv.ParseBool: parsing "{val}": invalid syntax'
+            )
         else:
             val = val != "false"
         if f.repeat:
@@ -74,7 +77,10 @@ def integer(value: str, flag: str, cli: str) -> int:
     try:
         return int(value)
     except ValueError:
-        fail(f'Error: invalid argument "{value}" for "--{flag}" flag: strconv.ParseInt: parsing "{value}": invalid syntax')
+        fail(
+            f'Error: invalid argument "{value}" for "--{flag}" flag: strconv.ParseInt: parsing "{value}": '
+            "invalid syntax"
+        )
         raise  # unreachable
 
 

@@ -43,8 +43,10 @@ def _annotations(flags: dict) -> dict[str, str]:
     ann = key_values(flags.get("annotation", []), "annotation")
     for k, v in ann.items():
         if k == "autoscaling.knative.dev/target" and not v.isdigit():
-            fail(f'Error: admission webhook "validation.webhook.serving.knative.dev" denied the request: '
-                 f"validation failed: invalid value: {v}: metadata.annotations.{k}")
+            fail(
+                f'Error: admission webhook "validation.webhook.serving.knative.dev" denied the request: '
+                f"validation failed: invalid value: {v}: metadata.annotations.{k}"
+            )
     return ann
 
 
@@ -79,22 +81,35 @@ def create(argv: list[str]) -> None:
         if not st["running"]:
             not_running()
         if "serving-core.yaml" not in st["applied"]:
-            fail('Error: no or newer Knative Serving API found on the backend, please verify the installation')
+            fail("Error: no or newer Knative Serving API found on the backend, please verify the installation")
         if not any(p.get("data", {}).get("ingress.class") == KOURIER_CLASS for p in st["patches"]):
             # config-network still names no installed ingress: the route is never reconciled.
             fail(f"Error: timeout: service '{name}' not ready after 600 seconds: Ingress has not yet been reconciled.")
         if name in st["services"]:
-            fail(f"Error: cannot create service '{name}' in namespace '{NAMESPACE}' because the service already "
-                 "exists and no --force option was given")
+            fail(
+                f"Error: cannot create service '{name}' in namespace '{NAMESPACE}' because the service already "
+                "exists and no --force option was given"
+            )
         print(f"Creating service '{name}' in namespace '{NAMESPACE}':\n")
         if found is None:
             # The registry has no such image: the revision never becomes ready.
-            fail(f'Error: RevisionFailed: Revision "{name}-00001" failed with message: Unable to fetch image '
-                 f'"{image}": failed to resolve image to digest: GET https://index.docker.io/v2/: '
-                 "MANIFEST_UNKNOWN: manifest unknown.")
+            fail(
+                f'Error: RevisionFailed: Revision "{name}-00001" failed with message: Unable to fetch image '
+                f'"{image}": failed to resolve image to digest: GET https://index.docker.io/v2/: '
+                "MANIFEST_UNKNOWN: manifest unknown."
+            )
         app, service = found
-        svc = {"image": image, "app": app, "service": service, "scale": scale, "annotations": ann, "env": env,
-               "revision": 1, "created": time.time(), "pods": []}
+        svc = {
+            "image": image,
+            "app": app,
+            "service": service,
+            "scale": scale,
+            "annotations": ann,
+            "env": env,
+            "revision": 1,
+            "created": time.time(),
+            "pods": [],
+        }
         st["services"][name] = svc
         _run_revision(name, svc)
     print(f"  0.05s Ready to serve.\n\nService '{name}' created to latest revision '{name}-00001' is available at URL:")
@@ -129,7 +144,7 @@ def update(argv: list[str]) -> None:
 
 
 def delete(argv: list[str]) -> None:
-    p = parse(argv, COMMON + [Flag("all", value=False)], _unknown("delete"))
+    p = parse(argv, [*COMMON, Flag("all", value=False)], _unknown("delete"))
     with locked() as st:
         if not st["running"]:
             not_running()
@@ -163,8 +178,10 @@ def list_(argv: list[str]) -> None:
     for name, svc in sorted(st["services"].items()):
         ready = all(alive(p["pid"]) for p in svc["pods"])
         age = f"{int(time.time() - svc['created'])}s"
-        print(f"{name}\thttp://{name}.{NAMESPACE}.{DOMAIN}\t{name}-{svc['revision']:05d}\t{age}\t"
-              f"{'3 OK / 3' if ready else '1 OK / 3'}\t{'True' if ready else 'False'}\t")
+        print(
+            f"{name}\thttp://{name}.{NAMESPACE}.{DOMAIN}\t{name}-{svc['revision']:05d}\t{age}\t"
+            f"{'3 OK / 3' if ready else '1 OK / 3'}\t{'True' if ready else 'False'}\t"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -173,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         what = argv[0] if argv else ""
         fail(f'Error: unknown command "{what}" for "kn"\nRun \'kn --help\' for usage.')
     if len(argv) < 2 or argv[1] not in SUBCOMMANDS:
-        fail(f"Error: unknown subcommand '{argv[1] if len(argv) > 1 else ''}' for 'kn service'. "
-             "Available subcommands: apply, create, delete, describe, export, import, list, update")
+        fail(
+            f"Error: unknown subcommand '{argv[1] if len(argv) > 1 else ''}' for 'kn service'. "
+            "Available subcommands: apply, create, delete, describe, export, import, list, update"
+        )
     {"create": create, "update": update, "delete": delete, "list": list_}[argv[1]](argv[2:])

@@ -12,7 +12,7 @@ from typing import Any
 from mu2slscontract.state import DOMAIN, NAMESPACE, WORKLOADS, alive, cluster_ip, home
 
 sys.path.insert(0, str(WORKLOADS))
-from mu2sls.web import Handler, Pool, Server  # noqa: E402 - the stand-in's HTTP plumbing
+from mu2sls.web import Handler, Pool, Server
 
 SUFFIX = f".{NAMESPACE}.{DOMAIN}"
 

@@ -54,30 +54,53 @@ def pods(st: dict[str, Any], namespace: str) -> list[dict[str, Any]]:
         for name, svc in sorted(st["services"].items()):
             for p in svc["pods"]:
                 running = alive(p["pid"])
-                out.append({
-                    "metadata": {"name": p["name"], "namespace": namespace,
-                                 "labels": {"serving.knative.dev/service": name}},
-                    "status": {"phase": "Running" if running else "Failed", "podIP": "127.0.0.1",
-                               "age": now - p["started"], "log": p["log"],
-                               "containerStatuses": [
-                                   {"name": "queue-proxy", "ready": running,
+                out.append(
+                    {
+                        "metadata": {
+                            "name": p["name"],
+                            "namespace": namespace,
+                            "labels": {"serving.knative.dev/service": name},
+                        },
+                        "status": {
+                            "phase": "Running" if running else "Failed",
+                            "podIP": "127.0.0.1",
+                            "age": now - p["started"],
+                            "log": p["log"],
+                            "containerStatuses": [
+                                {
+                                    "name": "queue-proxy",
+                                    "ready": running,
                                     "image": "gcr.io/knative-releases/knative.dev/serving/cmd/queue",
                                     "imageID": "gcr.io/knative-releases/knative.dev/serving/cmd/queue@"
-                                    + _digest("queue")},
-                                   {"name": "user-container", "ready": running, "image": svc["image"],
-                                    "imageID": f"{svc['image']}@{_digest(svc['image'])}"},
-                               ]},
-                })
+                                    + _digest("queue"),
+                                },
+                                {
+                                    "name": "user-container",
+                                    "ready": running,
+                                    "image": svc["image"],
+                                    "imageID": f"{svc['image']}@{_digest(svc['image'])}",
+                                },
+                            ],
+                        },
+                    }
+                )
     elif namespace == "knative-serving":
         for release, names in SERVING_PODS.items():
             if release in st["applied"]:
                 for n in names:
-                    out.append({"metadata": {"name": f"{n}-6d5c8b4f7-x2x4z", "namespace": namespace, "labels": {}},
-                                "status": {"phase": "Running", "age": 60.0, "containerStatuses": [{"ready": True}]}})
+                    out.append(
+                        {
+                            "metadata": {"name": f"{n}-6d5c8b4f7-x2x4z", "namespace": namespace, "labels": {}},
+                            "status": {"phase": "Running", "age": 60.0, "containerStatuses": [{"ready": True}]},
+                        }
+                    )
     elif namespace == "kourier-system" and "kourier.yaml" in st["applied"]:
-        out.append({"metadata": {"name": "3scale-kourier-gateway-7f8d5b9c6-k9q2w", "namespace": namespace,
-                                 "labels": {}},
-                    "status": {"phase": "Running", "age": 60.0, "containerStatuses": [{"ready": True}]}})
+        out.append(
+            {
+                "metadata": {"name": "3scale-kourier-gateway-7f8d5b9c6-k9q2w", "namespace": namespace, "labels": {}},
+                "status": {"phase": "Running", "age": 60.0, "containerStatuses": [{"ready": True}]},
+            }
+        )
     return out
 
 
@@ -94,7 +117,7 @@ def _row(pod: dict[str, Any], wide: bool) -> str:
 def _output(doc: Any, items: list[Any], output: str | None, header: str, rows: list[str], no_headers: bool) -> None:
     if output and output.startswith("jsonpath="):
         try:
-            sys.stdout.write(render(output[len("jsonpath="):], doc))
+            sys.stdout.write(render(output[len("jsonpath=") :], doc))
         except JsonPathError as e:
             fail(f"error: error parsing jsonpath {output[9:]}, {e}")
     elif output == "json":
@@ -106,16 +129,20 @@ def _output(doc: Any, items: list[Any], output: str | None, header: str, rows: l
             print(header)
         print("\n".join(rows))
     else:
-        fail(f"error: unable to match a printer suitable for the output format \"{output}\", allowed formats are: "
-             "custom-columns,custom-columns-file,go-template,go-template-file,json,jsonpath,jsonpath-as-json,"
-             "jsonpath-file,name,template,templatefile,wide,yaml")
+        fail(
+            f'error: unable to match a printer suitable for the output format "{output}", allowed formats are: '
+            "custom-columns,custom-columns-file,go-template,go-template-file,json,jsonpath,jsonpath-as-json,"
+            "jsonpath-file,name,template,templatefile,wide,yaml"
+        )
 
 
 def get(args: list[str], flags: dict[str, Any], st: dict[str, Any]) -> None:
     ns = flags.get("namespace", "default")
     if not args:
-        fail("You must specify the type of resource to get. Use \"kubectl api-resources\" for a complete list "
-             "of supported resources.\n\nerror: Required resource not specified.")
+        fail(
+            'You must specify the type of resource to get. Use "kubectl api-resources" for a complete list '
+            "of supported resources.\n\nerror: Required resource not specified."
+        )
     kind = args[0].split("/")[0]
     if kind in ("pods", "pod", "po"):
         items = pods(st, ns)
@@ -123,18 +150,30 @@ def get(args: list[str], flags: dict[str, Any], st: dict[str, Any]) -> None:
             k, _, v = flags["selector"].partition("=")
             items = [p for p in items if p["metadata"]["labels"].get(k) == v]
         wide = flags.get("output") == "wide"
-        header = "NAME   READY   STATUS   RESTARTS   AGE" + ("   IP   NODE   NOMINATED NODE   READINESS GATES" if wide else "")
+        header = "NAME   READY   STATUS   RESTARTS   AGE" + (
+            "   IP   NODE   NOMINATED NODE   READINESS GATES" if wide else ""
+        )
         doc = {"apiVersion": "v1", "kind": "List", "items": items, "namespace": ns}
         _output(doc, items, flags.get("output"), header, [_row(p, wide) for p in items], flags.get("no-headers", False))
     elif kind in ("services", "service", "svc"):
         name = args[1] if len(args) > 1 else (args[0].split("/", 1)[1] if "/" in args[0] else "")
         if name != "kourier" or ns != "kourier-system" or "kourier.yaml" not in st["applied"]:
             fail(f'Error from server (NotFound): services "{name}" not found')
-        doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kourier", "namespace": ns},
-               "spec": {"type": "LoadBalancer", "clusterIP": cluster_ip(), "ports": [{"name": "http2", "port": 80}]}}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kourier", "namespace": ns},
+            "spec": {"type": "LoadBalancer", "clusterIP": cluster_ip(), "ports": [{"name": "http2", "port": 80}]},
+        }
         row = f"kourier   LoadBalancer   {cluster_ip()}   {cluster_ip()}   80:31080/TCP,443:31443/TCP   60s"
-        _output(doc, [doc], flags.get("output"), "NAME   TYPE   CLUSTER-IP   EXTERNAL-IP   PORT(S)   AGE", [row],
-                flags.get("no-headers", False))
+        _output(
+            doc,
+            [doc],
+            flags.get("output"),
+            "NAME   TYPE   CLUSTER-IP   EXTERNAL-IP   PORT(S)   AGE",
+            [row],
+            flags.get("no-headers", False),
+        )
     else:
         fail(f'error: the server doesn\'t have a resource type "{kind}"')
 
@@ -167,27 +206,33 @@ def apply(args: list[str], flags: dict[str, Any], st: dict[str, Any]) -> None:
         fail(f'error: the path "{url}" does not exist')
     need = {"serving-core.yaml": "serving-crds.yaml", "kourier.yaml": "serving-core.yaml"}.get(m["file"])
     if need and need not in st["applied"]:
-        fail(f'error: resource mapping not found for "{m["file"]}": ensure CRDs are installed first '
-             f"(apply {need} before {m['file']})")
+        fail(
+            f'error: resource mapping not found for "{m["file"]}": ensure CRDs are installed first '
+            f"(apply {need} before {m['file']})"
+        )
     if m["file"] not in st["applied"]:
         st["applied"].append(m["file"])
-    print({"serving-crds.yaml": "customresourcedefinition.apiextensions.k8s.io/services.serving.knative.dev created",
-           "serving-core.yaml": "namespace/knative-serving created\nconfigmap/config-network created",
-           "kourier.yaml": "namespace/kourier-system created\nservice/kourier created"}[m["file"]])
+    print(
+        {
+            "serving-crds.yaml": "customresourcedefinition.apiextensions.k8s.io/services.serving.knative.dev created",
+            "serving-core.yaml": "namespace/knative-serving created\nconfigmap/config-network created",
+            "kourier.yaml": "namespace/kourier-system created\nservice/kourier created",
+        }[m["file"]]
+    )
 
 
 def patch(args: list[str], flags: dict[str, Any], st: dict[str, Any]) -> None:
     target = args[0] if len(args) == 1 else "/".join(args[:2])
     if target not in ("configmap/config-network", "cm/config-network", "configmaps/config-network"):
-        fail(f'Error from server (NotFound): {target} not found')
+        fail(f"Error from server (NotFound): {target} not found")
     if flags.get("namespace") != "knative-serving" or "serving-core.yaml" not in st["applied"]:
         fail('Error from server (NotFound): configmaps "config-network" not found')
     if flags.get("type", "strategic") not in ("json", "merge", "strategic"):
-        fail(f"error: --type must be one of [json merge strategic], not \"{flags['type']}\"")
+        fail(f'error: --type must be one of [json merge strategic], not "{flags["type"]}"')
     try:
         doc = json.loads(flags.get("patch", ""))
     except json.JSONDecodeError:
-        fail(f"error: unable to parse \"{flags.get('patch', '')}\": yaml: did not find expected node content")
+        fail(f'error: unable to parse "{flags.get("patch", "")}": yaml: did not find expected node content')
     st["patches"].append(doc)
     print("configmap/config-network patched")
 

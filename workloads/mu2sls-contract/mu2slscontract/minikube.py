@@ -9,7 +9,7 @@ import signal
 import sys
 
 from mu2slscontract.flags import Flag, parse
-from mu2slscontract.state import alive, cluster_ip, fail, load, locked
+from mu2slscontract.state import alive, fail, load, locked
 
 FLAGS = {
     "start": [Flag("cpus"), Flag("memory"), Flag("kubernetes-version"), Flag("driver")],
@@ -23,8 +23,11 @@ NOT_FOUND = '🤷  Profile "minikube" not found. Run "minikube profile list" to 
 
 def start(flags: dict) -> None:
     cpus = flags.get("cpus", "2")
-    if not (cpus == "max" or cpus.isdigit() and int(cpus) >= 2):
-        fail(f"❌  Exiting due to RSRC_INSUFFICIENT_CORES: Requested cpu count {cpus} is less than the minimum allowed of 2")
+    if not (cpus == "max" or (cpus.isdigit() and int(cpus) >= 2)):
+        fail(
+            f"❌  Exiting due to RSRC_INSUFFICIENT_CORES: Requested cpu count {cpus} is less than the minimum"
+            " allowed of 2"
+        )
     memory = flags.get("memory", "2200m")
     if not re.fullmatch(r"(?i)\d+(b|k|kb|m|mb|g|gb)?|max|no-limit", memory):
         fail(f'❌  Exiting due to MK_USAGE: Invalid memory value "{memory}"')
@@ -34,7 +37,7 @@ def start(flags: dict) -> None:
     with locked() as st:
         st["running"] = True
         st["start"] = {"cpus": cpus, "memory": memory, "kubernetes_version": version}
-    print(f'🔥  Creating docker container (CPUs={cpus}, Memory={memory}) ...\n🐳  Preparing Kubernetes {version} ...')
+    print(f"🔥  Creating docker container (CPUs={cpus}, Memory={memory}) ...\n🐳  Preparing Kubernetes {version} ...")
     print('🏄  Done! kubectl is now configured to use "minikube" cluster and "default" namespace by default')
 
 
@@ -51,7 +54,11 @@ def status() -> None:
 def tunnel() -> None:
     st = load()
     if not st["running"]:
-        fail("🤷  The control plane node must be running for this command\n👉  To start a cluster, run: \"minikube start\"", 80)
+        fail(
+            "🤷  The control plane node must be running for this command\n"
+            '👉  To start a cluster, run: "minikube start"',
+            80,
+        )
     if alive(st.get("tunnel_pid")):
         fail("❌  Exiting due to SVC_TUNNEL_START: another tunnel is already running", 1)
     with locked() as s:
@@ -83,4 +90,4 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with locked() as st:
             st["running"] = False
-        print("✋  Stopping node \"minikube\"  ...\n🛑  1 node stopped.")
+        print('✋  Stopping node "minikube"  ...\n🛑  1 node stopped.')

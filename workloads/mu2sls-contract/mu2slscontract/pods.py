@@ -81,9 +81,9 @@ def wait_ready(pods: list[dict[str, Any]], timeout_s: float = 60) -> str | None:
             if not alive(pod["pid"]):
                 tail = Path(pod["log"]).read_text(errors="replace")[-800:]
                 return f"Container failed with: {tail.strip()}"
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{pod['port']}/healthz", timeout=1):
-                    waiting.remove(pod)
+            url = f"http://127.0.0.1:{pod['port']}/healthz"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1):
+                waiting.remove(pod)
         time.sleep(0.1)
     return "Revision not ready within the wait timeout" if waiting else None
 

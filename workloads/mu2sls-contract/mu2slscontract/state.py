@@ -17,7 +17,14 @@ WORKLOADS = Path(__file__).resolve().parents[2]  # holds the stand-in package `m
 NAMESPACE, DOMAIN = "default", "example.com"
 # knative-serving's pods once serving-core.yaml and kourier.yaml are applied (Knative v1.0).
 SERVING_PODS = {
-    "serving-core.yaml": ["activator", "autoscaler", "controller", "domain-mapping", "domainmapping-webhook", "webhook"],
+    "serving-core.yaml": [
+        "activator",
+        "autoscaler",
+        "controller",
+        "domain-mapping",
+        "domainmapping-webhook",
+        "webhook",
+    ],
     "kourier.yaml": ["net-kourier-controller"],
 }
 

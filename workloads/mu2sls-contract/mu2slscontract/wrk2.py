@@ -68,8 +68,10 @@ def hooks(rate: float, threads: int, latency: bool, u_latency: bool) -> str:
             + " / 1000))\n"
             for p in PERCENTILES
         )
-        + '  io.write(string.format("#[Mean    = %12.3f, StdDeviation   = %12.3f]\\n", latency.mean / 1000, latency.stdev / 1000))\n'
-        + '  io.write(string.format("#[Max     = %12.3f, Total count    = %12d]\\n", latency.max / 1000, summary.requests))\n'
+        + '  io.write(string.format("#[Mean    = %12.3f, StdDeviation   = %12.3f]\\n",'
+        + " latency.mean / 1000, latency.stdev / 1000))\n"
+        + '  io.write(string.format("#[Max     = %12.3f, Total count    = %12d]\\n",'
+        + " latency.max / 1000, summary.requests))\n"
         for t in titles
     )
     # Each thread hands its requests the slots of its share of the rate (every threads/rate s), as
@@ -78,7 +80,10 @@ def hooks(rate: float, threads: int, latency: bool, u_latency: bool) -> str:
 local ffi = require("ffi")
 ffi.cdef[[ typedef struct {{ long tv_sec; long tv_nsec; }} bp_timespec; int clock_gettime(int, bp_timespec *); ]]
 local bp_ts = ffi.new("bp_timespec")
-local function bp_now_ms() ffi.C.clock_gettime(1, bp_ts); return tonumber(bp_ts.tv_sec) * 1000 + tonumber(bp_ts.tv_nsec) / 1e6 end
+local function bp_now_ms()
+  ffi.C.clock_gettime(1, bp_ts)
+  return tonumber(bp_ts.tv_sec) * 1000 + tonumber(bp_ts.tv_nsec) / 1e6
+end
 local bp_interval_ms = {threads} * 1000.0 / {rate}
 local bp_next = nil
 function delay()
@@ -112,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     script = ""
     if p.flags.get("script"):
         try:
-            script = open(p.flags["script"]).read()
+            with open(p.flags["script"]) as src:
+                script = src.read()
         except OSError as e:
             fail(f"{p.flags['script']}: {e.strerror}", 1)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
