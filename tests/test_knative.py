@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from benchpipe import stages
-from benchpipe.deployers.knative import KnativeDeployer, _script, check_lines
+from benchpipe.deployers.knative import KnativeDeployer
 from benchpipe.errors import StackError
 from benchpipe.experiment import deep_merge, experiment_files, load_experiment
 from benchpipe.generators.sequential import SequentialGenerator
@@ -368,6 +368,8 @@ def test_media_and_hotel_run_the_artifacts_functional_check_after_deploying():
 
 @pytest.mark.ssh
 def test_a_failing_functional_check_fails_the_deploy_with_its_output(tmp_path):
+    from benchpipe.deployers.knative import _script, check_lines
+
     tb = load_testbed()
     host = Host(
         name="node",

@@ -19,7 +19,6 @@ import pytest
 from benchpipe import stages
 from benchpipe.deployers.knative import KnativeDeployer
 from benchpipe.model import Host
-from benchpipe.remote import session_prefix
 from tests.test_knative import rendered
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,6 +153,8 @@ def test_the_deployers_scripts_run_on_the_contract_and_serve_the_stand_in(cli, t
 
 
 def test_a_hosts_path_and_env_come_first_in_every_ssh_command():
+    from benchpipe.remote import session_prefix
+
     h = Host(name="n", address="a", role="manager", path=["/opt/contract/bin"], env={"A": "x y"})
     assert session_prefix(h) == "export A='x y'; export PATH=/opt/contract/bin:\"$PATH\"; "
     assert session_prefix(Host(name="n", address="a", role="manager")) == ""
