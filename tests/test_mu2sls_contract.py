@@ -122,6 +122,8 @@ def test_the_deployers_scripts_run_on_the_contract_and_serve_the_stand_in(cli, t
     assert st["services"]["backend"]["annotations"] == {"autoscaling.knative.dev/target": "500"}
     assert (tmp_path / "lb_ip").read_text().strip() == cli.ip
     assert cli("kubectl get pods --no-headers | wc -l", check=True).stdout.strip() == "2"
+    # As the artifact's deploy.sh finds an existing service: `kn service list | grep ^<name>\ `.
+    assert cli("kn service list | grep '^backend '").returncode == 0
     # Kourier at the ClusterIP routes by Host to the stand-in's Backend (a real transaction).
     req = urllib.request.Request(
         f"http://{cli.ip}/req",

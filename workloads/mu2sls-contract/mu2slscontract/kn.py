@@ -174,14 +174,17 @@ def list_(argv: list[str]) -> None:
     if not st["services"]:
         print("No services found.")
         return
-    print("NAME\tURL\tLATEST\tAGE\tCONDITIONS\tREADY\tREASON")
+    rows = [["NAME", "URL", "LATEST", "AGE", "CONDITIONS", "READY", "REASON"]]
     for name, svc in sorted(st["services"].items()):
         ready = all(alive(p["pid"]) for p in svc["pods"])
         age = f"{int(time.time() - svc['created'])}s"
-        print(
-            f"{name}\thttp://{name}.{NAMESPACE}.{DOMAIN}\t{name}-{svc['revision']:05d}\t{age}\t"
-            f"{'3 OK / 3' if ready else '1 OK / 3'}\t{'True' if ready else 'False'}\t"
-        )
+        url = f"http://{name}.{NAMESPACE}.{DOMAIN}"
+        latest = f"{name}-{svc['revision']:05d}"
+        rows.append([name, url, latest, age, "3 OK / 3" if ready else "1 OK / 3", str(ready), ""])
+    # Columns padded with spaces, as kn's table printer does (the artifact greps `^<name> `).
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> None:
