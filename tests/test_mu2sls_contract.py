@@ -61,6 +61,7 @@ def refused(p: subprocess.CompletedProcess[str], message: str) -> None:
     assert p.returncode != 0 and message in p.stderr, (p.returncode, p.stdout, p.stderr)
 
 
+@pytest.mark.slow
 def test_every_cli_refuses_what_the_real_one_refuses(cli):
     # Nothing started yet: the CLIs say so as the real ones do.
     refused(cli("minikube status"), 'Profile "minikube" not found')

@@ -382,10 +382,7 @@ class KnativeDeployer:
         dest.mkdir(parents=True, exist_ok=True)
         out = dest / "services.txt"
         out.write_text(remote.run(stack.node, "kn service list 2>&1 || true"))
-        # The functional check's output (apps that have one).
-        check = remote.run(stack.node, f"cat {shlex.quote(stack.point_dir)}/check.log 2>/dev/null || true")
-        if check:
-            (dest / "check.log").write_text(check)
+        self._fetch_check(stack, dest)
         # Provenance: the image digests the pods ran.
         ids = remote.run(
             stack.node,
@@ -403,9 +400,16 @@ class KnativeDeployer:
         )
         return [out]
 
+    def _fetch_check(self, stack: KnativeStack, dest: Path) -> None:
+        """The functional check's output (apps that have one), whole (a failure shows its tail)."""
+        check = remote.run(stack.node, f"cat {shlex.quote(stack.point_dir)}/check.log 2>/dev/null || true")
+        if check:
+            (dest / "check.log").write_text(check)
+
     def collect_logs(self, stack: KnativeStack, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "pods.txt").write_text(remote.run(stack.node, "kubectl get pods -o wide 2>&1 || true"))
+        self._fetch_check(stack, dest)
         for svc in stack.services:
             sel = shlex.quote(f"serving.knative.dev/service={svc}")
             text = remote.run(stack.node, f"kubectl logs -l {sel} -c user-container --tail=-1 2>&1 || true")
