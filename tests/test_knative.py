@@ -6,10 +6,8 @@ dry-run plan. Expected strings are written from those facts, not copied from the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -46,6 +44,19 @@ def rendered(experiment: str, baseline: str, point_index: int = 0, **params) -> 
     points = [p for p in exp.points(baseline) if all(p.params.get(k) == v for k, v in params.items())]
     spec = json.loads(json.dumps(point_spec(cfg, exp, points[point_index]), sort_keys=True))
     return spec, stages.render(spec)["rendered"]
+
+
+def testbed_host() -> Host:
+    """The test bed's sshd (testbed/up.sh) as the node."""
+    tb = load_testbed()
+    return Host(
+        name="node",
+        address="127.0.0.1",
+        role="manager",
+        user=tb["BENCHPIPE_TESTBED_USER"],
+        key_file=tb["BENCHPIPE_TESTBED_KEY"],
+        ssh_port=int(tb["BENCHPIPE_TESTBED_SSH_PORT"]),
+    )
 
 
 def lines(script: str) -> list[str]:
@@ -257,18 +268,7 @@ def test_dry_run_plans_figure_10_on_the_node(tmp_path):
 
 @pytest.mark.ssh
 def test_a_rendered_script_runs_in_order_on_the_host_and_stops_at_the_failing_command(tmp_path):
-    env = Path(os.environ.get("BENCHPIPE_TESTBED", "/tmp/benchpipe-testbed")) / "env"
-    if not env.exists():
-        pytest.skip("no sshd: run `bash testbed/up.sh`")
-    tb = dict(line.split("=", 1) for line in env.read_text().split())
-    host = Host(
-        name="node",
-        address="127.0.0.1",
-        role="manager",
-        user=tb["BENCHPIPE_TESTBED_USER"],
-        key_file=tb["BENCHPIPE_TESTBED_KEY"],
-        ssh_port=int(tb["BENCHPIPE_TESTBED_SSH_PORT"]),
-    )
+    host = testbed_host()
     folder = tmp_path / "point"
     folder.mkdir()
     script = "#!/bin/bash\nset -ex\necho one >> order\necho two >> order\nfalse\necho three >> order\n"
@@ -370,15 +370,7 @@ def test_media_and_hotel_run_the_artifacts_functional_check_after_deploying():
 def test_a_failing_functional_check_fails_the_deploy_with_its_output(tmp_path):
     from benchpipe.deployers.knative import _script, check_lines
 
-    tb = load_testbed()
-    host = Host(
-        name="node",
-        address="127.0.0.1",
-        role="manager",
-        user=tb["BENCHPIPE_TESTBED_USER"],
-        key_file=tb["BENCHPIPE_TESTBED_KEY"],
-        ssh_port=int(tb["BENCHPIPE_TESTBED_SSH_PORT"]),
-    )
+    host = testbed_host()
     folder = tmp_path / "point"
     folder.mkdir()
     # What test_services.py prints when the hotel's assertion fails, then its exit status.

@@ -7,7 +7,7 @@ import sys
 import time
 
 from mu2slscontract import pods
-from mu2slscontract.flags import Flag, integer, key_values, parse
+from mu2slscontract.flags import Flag, Parsed, integer, key_values, parse
 from mu2slscontract.state import DOMAIN, NAMESPACE, alive, fail, load, locked, not_running
 
 COMMON = [Flag("namespace", "n"), Flag("help", "h", value=False)]
@@ -63,13 +63,18 @@ def _run_revision(name: str, svc: dict) -> None:
         fail(f'Error: RevisionFailed: Revision "{name}-{svc["revision"]:05d}" failed with message: {why}.')
 
 
-def create(argv: list[str]) -> None:
-    p = parse(argv, COMMON + CONFIG, _unknown("create"))
+def _one_service(argv: list[str], cmd: str) -> tuple[Parsed, str]:
+    """create/update: their flags, one service name, in the one namespace there is."""
+    p = parse(argv, COMMON + CONFIG, _unknown(cmd))
     if len(p.args) != 1:
-        fail("Error: 'service create' requires the service name given as single argument")
-    name = p.args[0]
+        fail(f"Error: 'service {cmd}' requires the service name given as single argument")
     if p.flags.get("namespace", NAMESPACE) != NAMESPACE:
         fail(f'Error: namespaces "{p.flags["namespace"]}" not found')
+    return p, p.args[0]
+
+
+def create(argv: list[str]) -> None:
+    p, name = _one_service(argv, "create")
     if "image" not in p.flags:
         fail("Error: 'service create' requires the image name to run provided with the --image option")
     image = p.flags["image"]
@@ -117,10 +122,7 @@ def create(argv: list[str]) -> None:
 
 
 def update(argv: list[str]) -> None:
-    p = parse(argv, COMMON + CONFIG, _unknown("update"))
-    if len(p.args) != 1:
-        fail("Error: 'service update' requires the service name given as single argument")
-    name = p.args[0]
+    p, name = _one_service(argv, "update")
     with locked() as st:
         if not st["running"]:
             not_running()

@@ -66,6 +66,7 @@ def locked() -> Iterator[dict[str, Any]]:
 
 
 def alive(pid: int | None) -> bool:
+    # benchpipe.lease has its own: this package runs on the node, where benchpipe is not installed.
     if not pid:
         return False
     try:
