@@ -30,6 +30,10 @@ class Host:
     instance_type: str | None = None
     private_address: str | None = None  # in-cluster address (swarm advertise, gateway)
     storage: str | None = None  # mount point of formatted instance storage
+    # Folders placed first on PATH, and variables set, for every command run on the host over SSH
+    # (the ssh provider's `path`/`env` host settings: e.g. the test bed's contract CLIs).
+    path: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Host:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from benchpipe.errors import StackError
@@ -24,10 +25,18 @@ def connect(host: Host, timeout_s: float = 15) -> Any:
     )
 
 
+def session_prefix(host: Host) -> str:
+    """The host's `path` folders first on PATH and its `env` set, before a command (empty if none)."""
+    parts = [f"export {k}={shlex.quote(str(v))}" for k, v in sorted(host.env.items())]
+    if host.path:
+        parts.append("export PATH=" + ":".join(shlex.quote(p) for p in host.path) + ':"$PATH"')
+    return "".join(f"{p}; " for p in parts)
+
+
 def run(host: Host, command: str, timeout_s: float = 300, hide: bool = True) -> str:
     try:
         with connect(host) as c:
-            res = c.run(command, hide=hide, warn=True, timeout=timeout_s, in_stream=False)
+            res = c.run(session_prefix(host) + command, hide=hide, warn=True, timeout=timeout_s, in_stream=False)
     except Exception as e:  # paramiko/socket errors: the host is named, the cause kept short
         raise RemoteError(f"host {host.name} ({host.address}): SSH failed: {e.__class__.__name__}: {e}") from None
     if res.exited != 0:

@@ -568,18 +568,25 @@ def _remote_generator(
     ctx: dict[str, Any], generator: Any, gen_cfg: dict[str, Any], endpoint: str, timing: dict[str, Any]
 ) -> tuple[str, Any]:
     """The load runs on the cluster's client machine (the gateway's port is open only inside the
-    cluster): wrk2, or the switching client (closedloop). Where wrk2 is missing, the built-in
-    generator runs from the controller instead (recorded in the point's timing as generator_host)."""
+    cluster): wrk2, the switching client (closedloop), or a sequential client the deployer names.
+    Where wrk2 is missing, the built-in generator runs from the controller instead (recorded in the
+    point's timing as generator_host)."""
     from benchpipe import remote
 
     client = ctx.get("client")
-    if gen_cfg["name"] not in ("wrk2", "closedloop") or client is None:
+    remote_sequential = gen_cfg["name"] == "sequential" and ctx.get("sequential_command")
+    if not (gen_cfg["name"] in ("wrk2", "closedloop") or remote_sequential) or client is None:
         timing["generator_host"] = "controller"
         return endpoint, generator
 
     def runner(argv: list[str], timeout_s: float) -> str:
         return remote.run(client, " ".join(argv), timeout_s)
 
+    if remote_sequential:
+        # The experiment's own sequential client on the host (mu2sls: seq.py at the ClusterIP).
+        generator.s.update(runner=runner, command=ctx["sequential_command"])
+        timing["generator_host"] = client.name
+        return ctx["target"], generator
     if gen_cfg["name"] == "closedloop":
         generator.s.update(runner=runner)
         timing["generator_host"] = client.name

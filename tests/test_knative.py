@@ -6,10 +6,8 @@ dry-run plan. Expected strings are written from those facts, not copied from the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,10 +16,12 @@ from benchpipe import stages
 from benchpipe.deployers.knative import KnativeDeployer
 from benchpipe.errors import StackError
 from benchpipe.experiment import deep_merge, experiment_files, load_experiment
+from benchpipe.generators.sequential import SequentialGenerator
 from benchpipe.generators.wrk2 import render_lua
 from benchpipe.model import Host, Mix
 from benchpipe.pointspec import point_spec
 from tests.test_pipeline_e2e import REPO, job_counts, snakemake
+from tests.test_swarm_testbed import load_testbed
 
 ANN = "--annotation autoscaling.knative.dev/target=500"
 ENVS = '--env "LOAD_BALANCER_IP=${LOAD_BALANCER_IP}" --env "FDB_CLUSTER_DATA=${FDB_CLUSTER_DATA}"'
@@ -44,6 +44,19 @@ def rendered(experiment: str, baseline: str, point_index: int = 0, **params) -> 
     points = [p for p in exp.points(baseline) if all(p.params.get(k) == v for k, v in params.items())]
     spec = json.loads(json.dumps(point_spec(cfg, exp, points[point_index]), sort_keys=True))
     return spec, stages.render(spec)["rendered"]
+
+
+def testbed_host() -> Host:
+    """The test bed's sshd (testbed/up.sh) as the node."""
+    tb = load_testbed()
+    return Host(
+        name="node",
+        address="127.0.0.1",
+        role="manager",
+        user=tb["BENCHPIPE_TESTBED_USER"],
+        key_file=tb["BENCHPIPE_TESTBED_KEY"],
+        ssh_port=int(tb["BENCHPIPE_TESTBED_SSH_PORT"]),
+    )
 
 
 def lines(script: str) -> list[str]:
@@ -170,8 +183,11 @@ def test_an_app_without_services_is_named():
 
 
 def test_install_follows_the_artifacts_setup_and_every_script_parses():
-    first, second = KnativeDeployer(node_config()["deployer"]["settings"]).install_scripts()
+    first, tools, cluster = KnativeDeployer(node_config()["deployer"]["settings"]).install_scripts()
+    second = tools + cluster
     assert "docker.io" in first and 'usermod -aG docker "$USER"' in first
+    # The cluster's start is its own script (install: cluster runs only it, on a host with the tools).
+    assert "minikube start" in cluster and "curl" not in cluster and "minikube start" not in tools
     for expected in (
         "minikube start --cpus=12 --memory=20g",
         "https://github.com/knative/client/releases/download/knative-v1.0.0/kn-linux-amd64",
@@ -199,7 +215,7 @@ def test_install_follows_the_artifacts_setup_and_every_script_parses():
     # Without FoundationDB in the profile: neither its install nor FDB_CLUSTER_DATA.
     plain = KnativeDeployer({})
     assert "foundationdb" not in plain.install_scripts()[1] and "FDB_CLUSTER_DATA" not in "\n".join(plain.env_lines())
-    for script in (first, second, r["deploy_script"], r["reset_script"], r["setup_script"]):
+    for script in (first, tools, cluster, r["deploy_script"], r["reset_script"], r["setup_script"]):
         subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
@@ -252,18 +268,7 @@ def test_dry_run_plans_figure_10_on_the_node(tmp_path):
 
 @pytest.mark.ssh
 def test_a_rendered_script_runs_in_order_on_the_host_and_stops_at_the_failing_command(tmp_path):
-    env = Path(os.environ.get("BENCHPIPE_TESTBED", "/tmp/benchpipe-testbed")) / "env"
-    if not env.exists():
-        pytest.skip("no sshd: run `bash testbed/up.sh`")
-    tb = dict(line.split("=", 1) for line in env.read_text().split())
-    host = Host(
-        name="node",
-        address="127.0.0.1",
-        role="manager",
-        user=tb["BENCHPIPE_TESTBED_USER"],
-        key_file=tb["BENCHPIPE_TESTBED_KEY"],
-        ssh_port=int(tb["BENCHPIPE_TESTBED_SSH_PORT"]),
-    )
+    host = testbed_host()
     folder = tmp_path / "point"
     folder.mkdir()
     script = "#!/bin/bash\nset -ex\necho one >> order\necho two >> order\nfalse\necho three >> order\n"
@@ -273,3 +278,111 @@ def test_a_rendered_script_runs_in_order_on_the_host_and_stops_at_the_failing_co
     # Run in the point's folder, in order, and nothing after the failure.
     assert (folder / "order").read_text() == "one\ntwo\n"
     assert (folder / "deploy.sh").read_text() == script
+
+
+def test_sequential_reference_runs_the_artifacts_seq_py_on_the_node():
+    """eval_seq.sh runs `python3 seq.py --name <csv name>` on the node (the controller cannot reach
+    the Kourier ClusterIP); its `throughput:` line is the reference."""
+    spec, r = rendered("mu2sls_seq", "unsafe-ft", app="chain")
+    assert spec["generator"]["name"] == "sequential"
+    assert r["sequential"] == "python3 seq.py --name chain"
+    d = KnativeDeployer(node_config()["deployer"]["settings"])
+    stack = d.attach(
+        {
+            "endpoint": "http://10.96.12.34",
+            "cluster": {
+                "name": "c",
+                "provider": "ssh",
+                "run_id": "",
+                "experiment": "e",
+                "baseline": "b",
+                "hosts": [],
+                "lock_key": "ssh-node0",
+                "created": "",
+            },
+            "node": {"name": "mu2sls-node", "address": "node0", "role": "manager"},
+            "point_dir": "/tmp/benchpipe/p",
+            "app": "chain",
+            "services": r["services"],
+            "pods": r["pods"],
+            "host_from_path": r["host_from_path"],
+            "reset_script": r["reset_script"],
+            "sequential": r["sequential"],
+            "workdir": r["workdir"],
+        }
+    )
+    ctx = d.load_context(stack)
+    assert ctx["client"].name == "mu2sls-node"
+    assert ctx["sequential_command"] == (
+        "set -o pipefail; cd ~/knative && LOAD_BALANCER_IP=10.96.12.34 python3 seq.py --name chain"
+        " 2>&1 | tee /tmp/benchpipe/p/seq.log"
+    )
+    # The stage hands the sequential generator to the node, not to the controller.
+    gen = SequentialGenerator({})
+    timing: dict = {}
+    _, g = stages._remote_generator(ctx, gen, {"name": "sequential", "settings": {}}, stack.endpoint, timing)
+    assert g is gen and g.s["command"] == ctx["sequential_command"] and timing["generator_host"] == "mu2sls-node"
+
+
+def _bash(argv: list[str], timeout_s: float) -> str:
+    """Runs argv as the remote runner does: joined into one command line for the login shell."""
+    line = " ".join(argv)
+    return subprocess.run(line, shell=True, capture_output=True, text=True, check=True, timeout=timeout_s).stdout
+
+
+def test_sequential_client_output_becomes_the_report(tmp_path):
+    gen = SequentialGenerator(
+        {"runner": _bash, "command": "set -o pipefail; printf '\\nthroughput: 12.5\\n' | tee /dev/null"}
+    )
+    rep = gen.run("http://x", Mix.from_config([{"name": "a", "path": "/a", "weight": 1}]), 0, 600, tmp_path, "measure")
+    assert rep.achieved_rate == 12.5 and rep.completed == 200 and rep.sent == 220
+    assert rep.mean_ms == pytest.approx(80.0) and rep.duration_s == pytest.approx(16.0)
+    assert "throughput: 12.5" in (tmp_path / "seq_measure.log").read_text()
+    assert json.loads((tmp_path / "measure.json").read_text())["achieved_rate"] == 12.5
+    # A client that printed no throughput (or failed) fails the point, with what it printed.
+    bad = SequentialGenerator({"runner": _bash, "command": "echo Traceback: no LOAD_BALANCER_IP"})
+    with pytest.raises(ValueError, match=r"no 'throughput: <requests/s>' line.*LOAD_BALANCER_IP"):
+        bad.run("http://x", Mix.from_config([{"name": "a", "path": "/a", "weight": 1}]), 0, 600, tmp_path, "m2")
+
+
+def test_media_and_hotel_run_the_artifacts_functional_check_after_deploying():
+    """test_services.py runs the app's test (media, hotel) once deployed: after the pods, before populate."""
+    _, hotel = rendered("mu2sls_hotel", "mu2sls", rate=10)
+    ls = lines(hotel["deploy_script"])
+    check = next(i for i, line in enumerate(ls) if "run_test_deployed_services" in line)
+    assert ls[check].startswith("if ! ({ set +x; } 2>/dev/null; cd ~/knative && python3 -c ")
+    assert ls[check].endswith(
+        ' hotel-reservation.csv Frontend Hotel Flight Order) > "$(dirname "$0")/check.log" 2>&1; then'
+    )
+    assert "import sys, test_services as t, runtime.knative.invoke as k;" in ls[check]
+    wait8 = next(i for i, line in enumerate(ls) if 'wc -l)" -eq 8 ]' in line)
+    populate = ls.index("(cd ~/knative && python3 populate_hotel.py > /dev/null 2>&1)")
+    assert wait8 < check < populate
+    _, media = rendered("mu2sls_media", "unsafe", rate=10)
+    assert "media-service-test.csv ComposeReview Frontend MovieId" in media["deploy_script"]
+    # The artifact has no test for the counter apps: none is run.
+    _, counter = rendered("mu2sls_counter", "mu2sls")
+    assert "check.log" not in counter["deploy_script"]
+    subprocess.run(["bash", "-n"], input=hotel["deploy_script"], text=True, check=True)
+
+
+@pytest.mark.ssh
+def test_a_failing_functional_check_fails_the_deploy_with_its_output(tmp_path):
+    from benchpipe.deployers.knative import _script, check_lines
+
+    host = testbed_host()
+    folder = tmp_path / "point"
+    folder.mkdir()
+    # What test_services.py prints when the hotel's assertion fails, then its exit status.
+    failing = "python3 -c \"print('AssertionError: Flight Reservation Failed'); raise SystemExit(1)\""
+    script = _script(
+        ["echo deployed >> order", *check_lines("hotel", failing, str(tmp_path)), "echo populated >> order"]
+    )
+    with pytest.raises(
+        StackError,
+        match=r"(?s)deploy.sh failed: .*functional check of hotel failed:\n"
+        r"AssertionError: Flight Reservation Failed",
+    ):
+        KnativeDeployer({})._run_script(host, script, f"{folder}/deploy.sh", 30)
+    assert (folder / "order").read_text() == "deployed\n"  # nothing after the failed check
+    assert "Flight Reservation Failed" in (folder / "check.log").read_text()

@@ -70,6 +70,9 @@ class KnativeStack:
     host_from_path: str
     reset_script: str
     images: list[str] = field(default_factory=list)
+    # The experiment's sequential client on the host (mu2sls: the artifact's seq.py), run in workdir.
+    sequential: str = ""
+    workdir: str = "~"
 
 
 def _q(s: str) -> str:
@@ -88,6 +91,22 @@ def wait_pods(count: int, timeout_s: float) -> list[str]:
         f' | wc -l) of {count} after {int(timeout_s)} s" >&2; exit 1; fi',
         "  sleep 2",
         "done",
+    ]
+
+
+def check_lines(app: str, check: str | None, workdir: str) -> list[str]:
+    """The app's functional check after its pods are up (mu2sls: test_services.py's test of the app,
+    as the artifact runs it after deploying): its output kept in the point's folder (check.log) and,
+    when it fails, printed on stderr, so the failed deploy shows it."""
+    if not check:
+        return []
+    log = '"$(dirname "$0")/check.log"'
+    quiet = "{ set +x; } 2>/dev/null"  # the check's own output, without the script's trace in it
+    return [
+        f"if ! ({quiet}; cd {workdir} && {check}) > {log} 2>&1; then",
+        f'  {quiet}; {{ echo "functional check of {app} failed:"; tail -c 1500 {log}; }} >&2',
+        "  exit 1",
+        "fi",
     ]
 
 
@@ -172,6 +191,7 @@ class KnativeDeployer:
             *create,
             *update,
             *wait_pods(pods, self.s["pods_timeout_s"]),
+            *check_lines(app, spec.get("check"), workdir),
             *populate,
             'echo "$LOAD_BALANCER_IP" > "$(dirname "$0")/lb_ip"',  # read back by start()
         ]
@@ -189,13 +209,16 @@ class KnativeDeployer:
             if kn.get("setup_script")
             else "",
             "workdir": kn.get("workdir", "~"),
+            "sequential": kn["sequential"].format(image_namespace=spec["image_namespace"], app=app)
+            if kn.get("sequential")
+            else "",
         }
 
     def install_scripts(self) -> list[str]:
-        """The artifact's node setup (setup1.sh; setup2.sh and start-cluster.sh), each step guarded so
-        that a prepared node is left as it is and the cluster is restarted after a reboot. Two
-        scripts, each over its own SSH login: the second needs the docker group the first adds (the
-        artifact logs in again in between)."""
+        """The artifact's node setup (setup1.sh; setup2.sh; start-cluster.sh), each step guarded so
+        that a prepared node is left as it is and the cluster is restarted after a reboot. Three
+        scripts, each over its own SSH login: the later ones need the docker group the first adds
+        (the artifact logs in again in between)."""
         s = self.s
         kv, fdb = s["knative_version"], s["foundationdb_version"]
         rel = f"https://github.com/apple/foundationdb/releases/download/{fdb}"
@@ -218,7 +241,7 @@ class KnativeDeployer:
             "command -v docker >/dev/null || sudo apt-get install -y docker.io",
             'id -nG "$USER" | grep -qw docker || sudo usermod -aG docker "$USER"',
         ]
-        lines = [
+        tools = [
             # setup2.sh: kubectl (apt.kubernetes.io is gone: the release binary), minikube, kn v1.0.0.
             "if ! command -v kubectl >/dev/null; then",
             f'  curl -fsSLo /tmp/kubectl "https://dl.k8s.io/release/{s["kubernetes_version"]}/bin/linux/amd64/kubectl"',
@@ -238,6 +261,8 @@ class KnativeDeployer:
             f"if [ ! -x {wrk2}/wrk ]; then",
             f"  rm -rf {wrk2} && git clone https://github.com/giltene/wrk2.git {wrk2} && make -C {wrk2} -j",
             "fi",
+        ]
+        cluster = [
             # start-cluster.sh: minikube with Knative Serving and Kourier, then the tunnel.
             "if ! minikube status >/dev/null 2>&1; then",
             f"  minikube start --cpus={s['minikube_cpus']} --memory={s['minikube_memory']}"
@@ -254,7 +279,21 @@ class KnativeDeployer:
             "  sleep 2",
             "done",
         ]
-        return [_script(first), _script(lines)]
+        return [_script(first), _script(tools), _script(cluster)]
+
+    def _install_steps(self) -> list[tuple[int, str]]:
+        """The install scripts this deployer runs before a point: `install: true` all three (packages,
+        tools, cluster), `install: cluster` only the cluster's start (the tools already on the
+        host: the test bed's contract CLIs), `install: false` none."""
+        scripts = list(enumerate(self.install_scripts(), 1))  # install-<n>.sh on the host
+        mode = self.s["install"]
+        if mode is True:
+            return scripts
+        if mode == "cluster":
+            return scripts[2:]
+        if mode is False:
+            return []
+        raise StackError(f"deployer.settings.install: expected true, false or 'cluster', got {mode!r}")
 
     # --- running on the node ------------------------------------------------------------------
     def _run_script(self, node: Host, text: str, path: str, timeout_s: float, *args: str) -> str:
@@ -273,9 +312,8 @@ class KnativeDeployer:
     def start(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> KnativeStack:
         node = cluster.manager
         remote.run(node, f"rm -rf {shlex.quote(remote_dir)} && mkdir -p {shlex.quote(remote_dir)}")
-        if self.s["install"]:
-            for i, text in enumerate(self.install_scripts(), 1):
-                self._run_script(node, text, f"{remote_dir}/install-{i}.sh", 3600)
+        for i, text in self._install_steps():
+            self._run_script(node, text, f"{remote_dir}/install-{i}.sh", 3600)
         if rendered.get("setup_script"):
             # The experiment's preparation (mu2sls: the artifact's scripts in its folder), idempotent.
             self._run_script(node, rendered["setup_script"], f"{remote_dir}/setup.sh", 1800, rendered["workdir"])
@@ -292,6 +330,8 @@ class KnativeDeployer:
             host_from_path=rendered["host_from_path"],
             reset_script=rendered["reset_script"],
             images=list(rendered["images"]),
+            sequential=rendered.get("sequential", ""),
+            workdir=rendered.get("workdir", "~"),
         )
 
     def handle(self, stack: KnativeStack, lease: str) -> dict[str, Any]:
@@ -322,17 +362,27 @@ class KnativeDeployer:
 
     def load_context(self, stack: KnativeStack) -> dict[str, Any]:
         """wrk2 on the node itself (the artifact's setup), at the Kourier ClusterIP, Host per service."""
-        return {
+        ctx: dict[str, Any] = {
             "client": stack.node,
             "target": stack.endpoint,
             "work_dir": stack.point_dir,
             "generator_settings": {"host_from_path": stack.host_from_path},
         }
+        if stack.sequential:
+            # The sequential reference on the host too (the artifact's seq.py; the controller cannot
+            # reach the ClusterIP), with setup_env_vars.sh's LOAD_BALANCER_IP; its output kept there.
+            lb_ip = stack.endpoint.removeprefix("http://")
+            ctx["sequential_command"] = (
+                f"set -o pipefail; cd {_q(stack.workdir)} && LOAD_BALANCER_IP={shlex.quote(lb_ip)}"
+                f" {stack.sequential} 2>&1 | tee {shlex.quote(stack.point_dir)}/seq.log"
+            )
+        return ctx
 
     def fetch(self, stack: KnativeStack, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         out = dest / "services.txt"
         out.write_text(remote.run(stack.node, "kn service list 2>&1 || true"))
+        self._fetch_check(stack, dest)
         # Provenance: the image digests the pods ran.
         ids = remote.run(
             stack.node,
@@ -350,9 +400,16 @@ class KnativeDeployer:
         )
         return [out]
 
+    def _fetch_check(self, stack: KnativeStack, dest: Path) -> None:
+        """The functional check's output (apps that have one), whole (a failure shows its tail)."""
+        check = remote.run(stack.node, f"cat {shlex.quote(stack.point_dir)}/check.log 2>/dev/null || true")
+        if check:
+            (dest / "check.log").write_text(check)
+
     def collect_logs(self, stack: KnativeStack, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         (dest / "pods.txt").write_text(remote.run(stack.node, "kubectl get pods -o wide 2>&1 || true"))
+        self._fetch_check(stack, dest)
         for svc in stack.services:
             sel = shlex.quote(f"serving.knative.dev/service={svc}")
             text = remote.run(stack.node, f"kubectl logs -l {sel} -c user-container --tail=-1 2>&1 || true")

@@ -10,6 +10,9 @@ unavailable_retries (0) and retry_delay_s (1): a 503 (a container restarting) is
 the delay and not recorded, as the artifact's client drops such requests; record_requests (false):
 every timed request's client latency in `<label>.requests.csv` (request, client_us, ok, status,
 retries), in order.
+
+On a remote cluster the deployer may name the experiment's own sequential client instead (settings
+command and runner; see _run_remote): mu2sls's seq.py on the Knative node.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import csv
 import http.client
 import random
+import re
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,8 @@ class SequentialGenerator:
         warm, n = int(self.s.get("warmup_requests", 20)), int(self.s.get("requests", 200))
         if n <= 0 or warm < 0:
             raise ValueError(f"sequential load needs requests > 0 and warmup_requests >= 0, got {n} and {warm}")
+        if self.s.get("command"):
+            return self._run_remote(duration_s, out_dir, label, warm, n)
         url = urlsplit(target)
         conn = http.client.HTTPConnection(
             url.hostname or "127.0.0.1", url.port, timeout=float(self.s.get("timeout_s", 30))
@@ -130,5 +137,39 @@ class SequentialGenerator:
                 w = csv.writer(f)
                 w.writerow(REQUEST_COLUMNS)
                 w.writerows(rows)
+        write_json_atomic(out_dir / f"{label}.json", report.to_dict())
+        return report
+
+    def _run_remote(self, duration_s: float, out_dir: Path, label: str, warm: int, n: int) -> GeneratorReport:
+        """The experiment's own sequential client on the cluster's host (settings `command`, run with
+        `runner`, both set by the deployer: mu2sls's seq.py, which prints `throughput: <requests/s>`
+        after its warm-up and timed requests). Its output is kept in `seq_<label>.log`."""
+        runner = self.s["runner"]
+        text = runner(["bash", "-c", shlex.quote(self.s["command"])], duration_s + 120)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"seq_{label}.log").write_text(f"$ {self.s['command']}\n{text}")
+        found = re.findall(r"^throughput: ([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$", text, re.M)
+        if not found or float(found[-1]) <= 0:
+            raise ValueError(f"sequential client: no 'throughput: <requests/s>' line in its output: {text[-300:]!r}")
+        rps = float(found[-1])
+        # The client prints only its throughput: no per-request latencies (zeros, as an empty
+        # histogram); the mean of a sequential run is 1 / throughput.
+        report = GeneratorReport(
+            generator="sequential",
+            target_rate=0.0,
+            duration_s=n / rps,
+            sent=warm + n,
+            completed=n,
+            errors=0,
+            timeouts=0,
+            achieved_rate=rps,
+            max_send_lag_ms=0.0,
+            p50_ms=0.0,
+            p90_ms=0.0,
+            p99_ms=0.0,
+            p999_ms=0.0,
+            max_ms=0.0,
+            mean_ms=1e3 / rps,
+        )
         write_json_atomic(out_dir / f"{label}.json", report.to_dict())
         return report

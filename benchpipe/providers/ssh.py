@@ -1,7 +1,8 @@
 """The ssh provider: existing hosts (CloudLab, a lab cluster) listed in the profile, as a swarm.
 
 settings.hosts: [{name, address, user, key_file | ssh_alias, port, role, labels, private_address,
-docker}]. The experiment's machine names are matched to the listed names; the hosts are probed (a
+docker, path, env}] (path: folders placed first on PATH for every command over SSH, env: variables
+set for them). The experiment's machine names are matched to the listed names; the hosts are probed (a
 host that refuses SSH is named and nothing is deployed), joined into one swarm (manager init,
 workers join, node labels) when the experiment deploys on the swarm, and left as they were at
 teardown: they are not ours to destroy. A host with `docker: false` (Pronghorn's CRIU host, whose
@@ -40,6 +41,8 @@ def hosts_from_settings(settings: dict[str, Any]) -> list[Host]:
                 ssh_port=int(h.get("port", 22)),
                 ssh_alias=h.get("ssh_alias"),
                 private_address=h.get("private_address"),
+                path=[str(p) for p in h.get("path") or []],
+                env={str(k): str(v) for k, v in (h.get("env") or {}).items()},
             )
         )
     if not out:
