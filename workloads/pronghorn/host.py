@@ -49,11 +49,17 @@ from pronghorn.strategies import COLD, STRATEGIES, Orchestrator, make_strategy
 HERE = Path(__file__).resolve().parent
 DEFAULT_PYPY = HERE / ".venv" / "bin" / "pypy3"
 PR_SET_CHILD_SUBREAPER = 36
-PYPY_BENCHMARKS = ("bfs", "dfs", "mst", "pagerank", "dynamic-html", "compress")
+PYPY_BENCHMARKS = ("bfs", "dfs", "mst", "pagerank", "dynamic-html", "compress", "upload", "thumbnail", "video")
 # Figure 5's JVM benchmarks (workloads/pronghorn/jvm/PronghornRuntime.java).
 JVM_BENCHMARKS = ("matrix-multiplication", "simple-hash", "word-count", "html-rendering")
 BENCHMARKS = PYPY_BENCHMARKS + JVM_BENCHMARKS
 DEFAULT_JVM_CLASSES = HERE / "jvm" / "classes"
+# The media benchmarks' generated input files, shared by every point on this machine (install.sh
+# writes them once; a function process writes any that are missing before it serves).
+DEFAULT_INPUTS = HERE / ".inputs"
+# upload's largest file (the artifact's 98 MB model download), made by the origin when first asked.
+LARGE_INPUT = "resnet50-19c8e357.pth"
+LARGE_BYTES = 98 * 2**20
 
 
 def now_us() -> int:
@@ -166,7 +172,15 @@ class Control:
 class Host:
     def __init__(self, args: argparse.Namespace) -> None:
         # Fork mode unless told otherwise (tests build the namespace by hand).
-        defaults = {"snapshot": "fork", "criu": "criu", "java": "java", "jvm_classes": DEFAULT_JVM_CLASSES}
+        defaults = {
+            "snapshot": "fork",
+            "criu": "criu",
+            "java": "java",
+            "jvm_classes": DEFAULT_JVM_CLASSES,
+            "host": "127.0.0.1",
+            "port": 8080,
+            "inputs_dir": None,
+        }
         for key, default in defaults.items():
             if not hasattr(args, key):
                 setattr(args, key, default)
@@ -179,7 +193,15 @@ class Host:
         )
         self.control = Control()
         self.pypy = args.pypy or os.environ.get("PRONGHORN_PYPY") or str(DEFAULT_PYPY)
-        self.env = {**os.environ, "PRONGHORN_BUCKET": str(args.state_dir / "bucket")}
+        self.inputs = Path(args.inputs_dir or os.environ.get("PRONGHORN_INPUTS") or DEFAULT_INPUTS)
+        origin_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+        self.env = {
+            **os.environ,
+            "PRONGHORN_BUCKET": str(args.state_dir / "bucket"),
+            "PRONGHORN_INPUTS": str(self.inputs),
+            # upload's "internet": this host's /origin/ route
+            "PRONGHORN_ORIGIN": f"http://{origin_host}:{args.port}/origin",
+        }
         # PyPy sizes its nursery from the last-level cache: 240 MiB on a 480 MiB-L3 cloud VM, which
         # makes every process (and snapshot) ~300 MiB. The per-core L2 size gives ~60 MiB
         # processes, the size of the artifact's PyPy CRIU images (54-64 MB).
@@ -189,6 +211,10 @@ class Host:
         self.results = open(args.results_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the host
         self.lock = threading.Lock()  # one request at a time on the instance, as one container
         self.restarting = threading.Event()
+        # What the orchestrator is doing between requests: "idle", or the step in flight after a
+        # response ("snapshot", "eviction"); a restart is `restarting`. /healthz is ready only
+        # when idle, so a caller's first request never meets a dump, a kill or a restore.
+        self.phase = "idle"
         self.instance: Proc | None = None
         self.snapshots: dict[int, Proc | Image] = {}
         self.criu = CriuImages(args.state_dir / "images", args.criu) if args.snapshot == "criu" else None
@@ -281,13 +307,19 @@ class Host:
     # -- requests -------------------------------------------------------------------------------
     def invoke(self, mutability: float) -> tuple[int, dict[str, Any]]:
         """Run one request. On 200/500 the host stays locked until `after` (the next request must
-        not reach an instance that is about to be snapshotted or evicted)."""
+        not reach an instance that is about to be snapshotted or evicted). A request that arrives
+        while the orchestrator is not idle gets 503 and is tried again by the client, unrecorded,
+        as one that meets a restarting container: upstream the 200 ms think time keeps requests
+        clear of a dump (74-105 ms) or a restore, so none is measured against one."""
         recv = now_us()
-        self.lock.acquire()
+        if not self.lock.acquire(blocking=False):
+            self.stats["unavailable"] += 1
+            return 503, {"error": f"the orchestrator is busy ({self.phase})"}
         if self.restarting.is_set() or self.failure or self.instance is None:
             self.lock.release()
             self.stats["unavailable"] += 1
             return 503, {"error": self.failure or "the function's container is restarting"}
+        self.phase = "request"
         try:
             dispatch = now_us()
             reply = self.instance.call({"op": "invoke", "mutability": mutability})
@@ -296,6 +328,7 @@ class Host:
             # An instance that died under a request (not an eviction) fails the host's later
             # requests with its reason, as a crashed container would.
             self.failure = f"instance {self.instance.pid} failed: {e}"
+            self.phase = "idle"
             self.lock.release()
             raise
         self.requests += 1
@@ -318,6 +351,7 @@ class Host:
         """Snapshot and eviction, after the response is on its way (as the agent does from the
         runtime's log); releases the lock `invoke` took."""
         step, rec = out["step"], out["rec"]
+        self.phase = "snapshot" if step.snapshot else "eviction" if step.evict else "request"
         try:
             if step.snapshot and self.instance is not None and self.criu is not None:
                 rec.update(self.criu.dump(self.instance.pid, step.request_number))
@@ -338,13 +372,33 @@ class Host:
             rec["evicted"] = bool(step.evict)
             self.results.write(json.dumps(rec) + "\n")
             if step.evict and self.instance is not None:
+                self.phase = "eviction"
                 self.instance.kill()
                 self.instance = None
                 self.stats["evictions"] += 1
                 self.restarting.set()
                 threading.Thread(target=self._restart, daemon=True).start()
         finally:
+            self.phase = "idle"
             self.lock.release()
+
+    def readiness(self) -> dict[str, Any]:
+        """/healthz: ready once an instance serves and nothing is in flight (no request, snapshot,
+        eviction or restart), so that readiness means the orchestrator is idle."""
+        busy = (
+            "failed"
+            if self.failure
+            else "restart"
+            if self.restarting.is_set() or self.instance is None
+            else self.phase
+            if self.phase != "idle"
+            else ""
+        )
+        return {
+            "ready": not busy,
+            **({"in_flight": busy} if busy else {}),
+            **({"error": self.failure} if self.failure else {}),
+        }
 
     def shutdown(self) -> None:
         for p in [self.instance, self.zygote, *self.snapshots.values()]:
@@ -354,6 +408,16 @@ class Host:
             with contextlib.suppress(ProcessLookupError):
                 c.kill()
         self.control.close()
+
+
+def write_large_input(path: Path) -> None:
+    """upload's 98 MB file (a model's weights upstream): random bytes, seeded, written once."""
+    import random
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(random.Random(3).randbytes(LARGE_BYTES))
+    os.replace(tmp, path)
 
 
 def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
@@ -389,15 +453,35 @@ def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
             try:
                 self._reply(status, {**out["rec"], "result": out["result"]})
             finally:
-                host.after(out)
+                # Off this connection's thread: the client's next request on it must meet a busy
+                # orchestrator (503), not wait unseen behind the snapshot in its latency.
+                threading.Thread(target=host.after, args=(out,), daemon=True).start()
+
+        def _origin(self, name: str) -> None:
+            """upload's internet: the generated input files (the artifact fetches them from
+            upload.wikimedia.org and download.pytorch.org)."""
+            path = host.inputs / name
+            if name == LARGE_INPUT and not path.exists():
+                write_large_input(path)
+            if "/" in name or not path.is_file():
+                self._reply(404, {"error": f"no input file {name} in {host.inputs}"})
+                return
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path.startswith("/function/"):
                 self._function()
             elif path == "/healthz":
-                ready = host.instance is not None and not host.restarting.is_set()
-                self._reply(200 if ready else 503, {"ready": ready})
+                state = host.readiness()
+                self._reply(200 if state["ready"] else 503, state)
+            elif path.startswith("/origin/"):
+                self._origin(path.removeprefix("/origin/"))
             elif path == "/stats":
                 inst = host.instance.pid if host.instance is not None else None
                 stats = {**host.stats, "requests": host.requests, "pool": sorted(host.snapshots), "instance_pid": inst}
