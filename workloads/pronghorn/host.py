@@ -16,7 +16,10 @@ function, on this machine.
   their own (the artifact's `setsid pypy3 index.py`); a snapshot is a CRIU dump of the running
   instance (`--leave-running`, its time and image size recorded), a restore is `criu restore` of
   the image; the restored process, whose control connection `--tcp-close` closed, reconnects with
-  the token the host wrote for it. JVM benchmarks (Figure 5) run `java` with the classes
+  the token the host wrote for it. Each instance is the init of a pid namespace of its own
+  (`--unshare`, pronghorn.criu.pidns_argv), so a restore recreates a namespace and cannot collide
+  with a live pid; the host knows its processes by their host pids (CRIU's --pidfile).
+  JVM benchmarks (Figure 5) run `java` with the classes
   install.sh --jvm compiles, and need CRIU for any snapshot: a JVM cannot be forked.
 - One JSON line per served request in --results-path (request, instance, request number, where
   the instance came from, server time, snapshot taken, evicted; recvTs/dispatchTs/finishedTs µs).
@@ -43,7 +46,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
-from pronghorn.criu import CriuImages, restore_token_file, write_token
+from pronghorn.criu import CriuImages, ns_init_pid, pidns_argv, restore_token_file, write_token
 from pronghorn.strategies import COLD, STRATEGIES, Orchestrator, make_strategy
 
 HERE = Path(__file__).resolve().parent
@@ -175,6 +178,7 @@ class Host:
         defaults = {
             "snapshot": "fork",
             "criu": "criu",
+            "unshare": "unshare",
             "java": "java",
             "jvm_classes": DEFAULT_JVM_CLASSES,
             "host": "127.0.0.1",
@@ -239,10 +243,18 @@ class Host:
             argv += ["--share-pages"] if self.args.share_pages else []
         if self.criu is not None:
             argv += ["--reconnect-file", str(self.token_file)]
+        pidns = self.criu is not None and bool(self.args.unshare)
+        if pidns:
+            argv = pidns_argv(argv, self.args.unshare)
         # Under CRIU an instance is the root of its own session, as the artifact's
         # `setsid pypy3 index.py`: criu dumps a process tree whose session it leads.
-        self.children.append(subprocess.Popen(argv, env=self.env, start_new_session=self.criu is not None))
-        return self.control.take(token, q, 60, f"a new {role} process ({argv[0]})")
+        child = subprocess.Popen(argv, env=self.env, start_new_session=self.criu is not None)
+        self.children.append(child)
+        proc = self.control.take(token, q, 60, f"a new {role} process ({argv[0]})")
+        if pidns:
+            # It says it is pid 1 (in its namespace): the host signals and dumps its host pid.
+            proc.pid = ns_init_pid(child.pid)
+        return proc
 
     def _fork_from(self, parent: Proc, op: str, keep_serving: bool = True) -> Proc:
         token, q = self.control.expect()
@@ -268,9 +280,10 @@ class Host:
         assert self.criu is not None
         token, q = self.control.expect()
         write_token(self.token_file, token)
-        restore_ms = self.criu.restore(image.request_number, image.pid)
+        restore_ms, pid = self.criu.restore(image.request_number, image.pid, own_pidns=bool(self.args.unshare))
         what = f"the process restored from the image after request {image.request_number}"
         proc = self.control.take(token, q, 30, what)
+        proc.pid = pid  # its pid on the host (CRIU's --pidfile), whatever it sees in its namespace
         proc.hello["restore_ms"] = restore_ms
         return proc
 
@@ -519,6 +532,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fork: a stopped fork of the warmed process; criu: a CRIU image (default $PRONGHORN_SNAPSHOT)",
     )
     ap.add_argument("--criu", default=os.environ.get("PRONGHORN_CRIU", "criu"), help="e.g. 'sudo -n criu'")
+    ap.add_argument(
+        "--unshare",
+        default=os.environ.get("PRONGHORN_UNSHARE", "unshare"),
+        help="CRIU mode: the prefix that starts an instance as the init of a new pid namespace "
+        "('unshare' as root, 'sudo -n unshare'; '' keeps instances in the host's namespace, where a "
+        "restore needs its old pid free)",
+    )
     ap.add_argument("--java", default=os.environ.get("PRONGHORN_JAVA", "java"))
     classes = Path(os.environ.get("PRONGHORN_JVM_CLASSES", DEFAULT_JVM_CLASSES))
     ap.add_argument("--jvm-classes", type=Path, default=classes, help="compiled by install.sh --jvm")
