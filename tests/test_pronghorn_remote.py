@@ -92,7 +92,8 @@ def test_tables_run_the_dump_kill_restore_cycle_on_every_benchmark():
     assert exp.baselines == ["criu"] and exp.data["summary"]["metrics"] == ["snapshot_costs"]
     assert [p.name for p in exp.points("criu")] == [
         "bfs_E1", "dfs_E1", "mst_E1", "pagerank_E1", "dynamic-html_E1", "compress_E1",
-        "upload_E1", "thumbnail_E1", "video_E1", "matrix-multiplication_E1", "simple-hash_E1", "html-rendering_E1", "word-count_E1",
+        "upload_E1", "thumbnail_E1", "video_E1",
+        "matrix-multiplication_E1", "simple-hash_E1", "html-rendering_E1", "word-count_E1",
     ]  # fmt: skip
     spec = spec_of("pronghorn_tables", "ssh", "criu", "bfs_E1")
     assert spec["deployment"]["vars"]["system"] == "cycle"  # the host's --strategy
