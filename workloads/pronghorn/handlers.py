@@ -289,18 +289,18 @@ def thumbnail(rng: random.Random, mutability: float) -> dict[str, Any]:
     reps = int(_gauss_clipped(rng, 1, 5, 5, mutability))
     with open(os.path.join(src, fname), "rb") as f:
         data = f.read()
-    out = b""
+    out, size = b"", (0, 0)
     for _ in range(reps):
         with Image.open(io.BytesIO(data)) as img:
             img.thumbnail((200, 200))
             buf = io.BytesIO()
             img.save(buf, format="JPEG")
-            out = buf.getvalue()
+            out, size = buf.getvalue(), img.size
     with open(os.path.join(dst, fname), "wb") as f:
         f.write(out)
     os.remove(os.path.join(src, fname))
     os.remove(os.path.join(dst, fname))
-    return {"reps": reps, "input_bytes": len(data), "thumbnail_bytes": len(out)}
+    return {"reps": reps, "input_bytes": len(data), "thumbnail_bytes": len(out), "thumbnail_size": list(size)}
 
 
 def video(rng: random.Random, mutability: float) -> dict[str, Any]:
