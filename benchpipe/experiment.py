@@ -144,6 +144,8 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
     if q != 1 and "requests" in settings:
         # Sequential runs are counted in requests (Pronghorn's 500 per cell).
         settings["requests"] = max(1, round(settings["requests"] * q))
+    # Local values of workload settings that no factor expresses (Pronghorn's retry delay).
+    settings.update(scale.get("settings", {}))
     if r != 1:
         rate_params = [p for p, m in data.get("parameters", {}).items() if m.get("role") == "rate"]
         if not rate_params and RATE_PARAM_DEFAULT in data["sweep"]:

@@ -22,6 +22,23 @@ def test_rendered_commands_are_the_artifacts():
     assert criu.size_cmd("/tmp/a b") == "du -sb '/tmp/a b' | cut -f1"
 
 
+def test_rendered_restore_and_pid_namespace_commands():
+    """The host's restore writes the restored process's host pid (CRIU's --pidfile); an instance
+    starts as the init of a pid namespace of its own, so its image restores into a new one."""
+    assert (
+        criu.restore_cmd("/s/images/after-3", "/s/images/restored.pid")
+        == "criu restore --restore-detached --tcp-close -d -D /s/images/after-3 --pidfile /s/images/restored.pid"
+    )
+    argv = ["/v/bin/pypy3", "-m", "pronghorn.runtime", "--benchmark", "bfs"]
+    assert criu.pidns_argv(argv, "unshare") == ["unshare", "--pid", "--fork", "--kill-child", "--", "setsid", *argv]
+    # Through sudo the instance gets the host's uid and gid back (the host signals it).
+    uid, gid = os.getuid(), os.getgid()
+    assert criu.pidns_argv(argv, "sudo -n unshare") == [
+        *("sudo", "-n", "unshare", "--pid", "--fork", "--kill-child", "--"),
+        *("setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "setsid", *argv),
+    ]
+
+
 def test_table4_script_golden():
     script = criu.table4_script("pypy3 index.py", "curl -sf localhost:8080/", "/tmp/ck", cycles=10)
     assert script.splitlines() == [

@@ -141,6 +141,10 @@ def test_scale_counts_requests_and_pauses():
     assert exp.data["workload"]["settings"]["requests"] == 500  # the paper's values in the file
     local = apply_scale(exp.data, {"duration": 0.4, "requests": 0.24})["workload"]["settings"]
     assert local["requests"] == 120 and local["gap_s"] == 0.08 and local["retry_delay_s"] == 0.4
+    # Settings no factor expresses are given as local values, after the factors.
+    scale = {"duration": 0.4, "experiments": {"pronghorn_fig4": {"settings": {"gap_s": 0, "retry_delay_s": 0.01}}}}
+    local = apply_scale(exp.data, scale)["workload"]["settings"]
+    assert (local["requests"], local["gap_s"], local["retry_delay_s"]) == (500, 0, 0.01)
     # Without a requests factor, request counts stay (mu2sls's 20 + 200 sequential requests).
     seq = load_experiment(REPO / "config/experiments/mu2sls/mu2sls_seq.yaml", {"duration": 0.05})
     assert seq.data["workload"]["settings"]["requests"] == 200

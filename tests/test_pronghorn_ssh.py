@@ -55,6 +55,7 @@ def ssh_workdir(tmp_path: Path) -> Path:
     # The fake's restore starts a new PyPy process (~0.5 s, a real restore ~50 ms): the client waits.
     tables["workload"]["settings"].update(requests=4, gap_s=0.0, retry_delay_s=0.1, unavailable_retries=50)
     fake = {"PRONGHORN_SNAPSHOT": "criu", "PRONGHORN_CRIU": f"{sys.executable} {REPO / 'tests' / 'fake_criu.py'}"}
+    fake["PRONGHORN_UNSHARE"] = "unshare"  # the test bed's user is root: no sudo
     fake["FAKE_CRIU_LOG"] = str(tmp_path / "criu.log")
     tables["targets"]["ssh"] = {"deployer": {"settings": {"env": fake}}}  # merged over _pronghorn.yaml's
     (suite / "pronghorn_tables.yaml").write_text(yaml.safe_dump(tables, allow_unicode=True))
@@ -105,6 +106,9 @@ def test_figure_and_tables_points_through_the_remote_process_deployer(tmp_path, 
     assert row["max_storage_mb"] == pytest.approx(row["size_mb"] * 12, abs=0.01)
     log = (tmp_path / "criu.log").read_text().splitlines()
     assert [line.split()[1] for line in log] == ["dump", "restore"] * 4
+    # Each instance ran as the init of a pid namespace of its own (unshare over SSH): its image is
+    # restored into a new namespace, its host pid read from CRIU's --pidfile.
+    assert all("--pidfile" in line for line in log[1::2])
     # The code went up once (one version mark) and each point's stack was stopped and removed.
     assert len(list((tmp_path / "code").glob(".benchpipe-code-*"))) == 1
     assert (tmp_path / "code" / "pronghorn" / "host.py").exists()

@@ -188,3 +188,30 @@ def test_an_instance_that_dies_under_the_host_fails_its_requests_with_the_reason
     assert status == 502 and f"instance {pid} failed" in body["error"]
     status, body = get(url + "/function/dfs?mutability=1")
     assert status == 503 and f"instance {pid} failed" in body["error"]
+
+
+def test_media_benchmarks_do_the_artifacts_work(host_proc, tmp_path):
+    """upload, thumbnail and video as the artifact's handlers: a download of the drawn file over
+    HTTP (from the host's origin route), a Pillow thumbnail that fits 200 x 200, an ffmpeg
+    watermark pass; each stored in its bucket folder and removed again."""
+    from pronghorn.host import DEFAULT_INPUTS
+
+    inputs = Path(os.environ.get("PRONGHORN_INPUTS", DEFAULT_INPUTS))
+    bucket = tmp_path / "s" / "bucket"
+    url, _results, _p = host_proc("cold", 1000, "upload")
+    got = [b["result"] for b in serve(url, 8)]
+    # floor(Gaussian(2, 0.1)): the 230 kB and the 2.4 MB JPEG, about half each (seeded: both here)
+    assert {r["file"] for r in got} == {"800px-Jammlich_crop.jpg", "The_ExTrA_telescopes_at_La_Silla.jpg"}
+    assert all(r["bytes"] == (inputs / r["file"]).stat().st_size for r in got)
+    assert 200_000 < (inputs / "800px-Jammlich_crop.jpg").stat().st_size < 260_000
+    assert 2_200_000 < (inputs / "The_ExTrA_telescopes_at_La_Silla.jpg").stat().st_size < 2_600_000
+    url, _results, _p = host_proc("cold", 1000, "thumbnail")
+    got = [b["result"] for b in serve(url, 4)]
+    # int(Gaussian(3, 0.2)) passes; a 1920 x 1280 photo fits 200 x 200 as 200 x 133
+    assert all(r["reps"] in (2, 3) and r["thumbnail_size"] == [200, 133] and r["thumbnail_bytes"] > 1000 for r in got)
+    url, _results, _p = host_proc("cold", 1000, "video")
+    bodies = serve(url, 2)
+    assert all(b["result"]["reps"] in (1, 2) and b["result"]["output_bytes"] > 10_000 for b in bodies)
+    assert all(b["server_us"] > 10_000 for b in bodies)  # an ffmpeg decode and encode per pass
+    for name in ("120.uploader", "210.thumbnailer-in", "210.thumbnailer-out", "220.video-in", "220.video-out"):
+        assert list((bucket / name).iterdir()) == [], name

@@ -3,7 +3,15 @@ Debian 12's criu 3.17.1 fails its kernel check on kernel 6.18): the commands the
 and its Table 4 measurement run, rendered for a remote shell.
 
 - dump (agent-python/main.py): `criu dump -t <pid> --tcp-established --leave-running -D <dir>`
-- restore (the container's start): `criu restore --restore-detached --tcp-close -d -D <dir>`
+- restore (the container's start): `criu restore --restore-detached --tcp-close -d -D <dir>`, and
+  here `--pidfile <file>`: CRIU restores every process under the pid it had when dumped, and fails
+  ("File exists") when another process holds it by then. So here an instance is started as the init
+  of a pid namespace of its own (`unshare --pid --fork --kill-child`, pidns_argv); CRIU dumps that
+  namespace with it and a restore recreates a new one, in which its pid (1) cannot be taken. The
+  restored process's pid on the host is new each time; CRIU writes it to the pidfile. (criu-ns,
+  shipped with CRIU, solves the same "PID mismatch" by running criu restore itself in new pid and
+  mount namespaces; it leaves the restored process's host pid unknown to its caller, and the
+  wrapper's init in between.)
 - Table 4 (cost-analysis/table_4.py, run by hand in a pod): 10 cycles of dump, kill, restore;
   `table4_script` renders that script for a host by hand. The pipeline measures the same cycles
   through the host (`--snapshot criu --strategy cycle`: experiment pronghorn_tables), and Tables
@@ -26,8 +34,34 @@ def dump_cmd(pid: int | str, image_dir: str) -> str:
     return f"criu dump -t {pid} --tcp-established --leave-running -D {shlex.quote(image_dir)}"
 
 
-def restore_cmd(image_dir: str) -> str:
-    return f"criu restore --restore-detached --tcp-close -d -D {shlex.quote(image_dir)}"
+def restore_cmd(image_dir: str, pidfile: str | None = None) -> str:
+    cmd = f"criu restore --restore-detached --tcp-close -d -D {shlex.quote(image_dir)}"
+    return f"{cmd} --pidfile {shlex.quote(pidfile)}" if pidfile else cmd
+
+
+def pidns_argv(argv: list[str], unshare: str = "unshare") -> list[str]:
+    """`argv` run as the init (pid 1) of a new pid namespace, so that CRIU dumps the namespace with
+    it and restores it into a new one: no restore can collide with a live pid. `unshare` is the
+    command prefix: `unshare` as root, `sudo -n unshare` otherwise (then setpriv gives the process
+    back the caller's uid and gid, so that the host can signal it and its files stay the user's)."""
+    prefix = shlex.split(unshare)
+    drop = []
+    if prefix and prefix[0] == "sudo":
+        drop = ["setpriv", f"--reuid={os.getuid()}", f"--regid={os.getgid()}", "--clear-groups"]
+    # setsid: the init leads a session of its own inside its namespace, as the artifact's `setsid
+    # pypy3 index.py` (CRIU dumps a tree whose session it holds); not a group leader, it keeps pid 1.
+    return [*prefix, "--pid", "--fork", "--kill-child", "--", *drop, "setsid", *argv]
+
+
+def ns_init_pid(launcher_pid: int) -> int:
+    """The host pid of the namespace's init that `unshare --fork` (pid `launcher_pid`) started."""
+    try:
+        children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+    except OSError:
+        children = []
+    if len(children) != 1:
+        raise RuntimeError(f"unshare {launcher_pid}: expected one child (the namespace's init), found {children}")
+    return int(children[0])
 
 
 def image_bytes(image_dir: str | Path) -> int:
@@ -65,14 +99,34 @@ class CriuImages:
         ms = self._run(f"{self.criu} {dump_cmd(pid, str(d)).removeprefix('criu ')}", f"criu dump of {pid}")
         return {"dump_ms": round(ms, 1), "image_bytes": image_bytes(d)}
 
-    def restore(self, request_number: int, pid: int) -> float:
-        """Restore the image taken after `request_number` (under its old `pid`, which must be
-        free: the evicted process is waited for first); the restore command's time (ms)."""
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.002)
-        cmd = f"{self.criu} {restore_cmd(str(self.folder(request_number))).removeprefix('criu ')}"
-        return round(self._run(cmd, f"criu restore of the image after request {request_number}"), 1)
+    def pidfile(self) -> Path:
+        return self.root / "restored.pid"
+
+    def restore(
+        self, request_number: int, pid: int, own_pidns: bool = True, free_wait_s: float = 10
+    ) -> tuple[float, int]:
+        """Restore the image taken after `request_number`; the restore command's time (ms) and the
+        restored process's pid on the host. An image of a pid namespace's init (`own_pidns`) is
+        restored into a new namespace; any other keeps its old `pid`, which must be free: the
+        evicted process is waited for first (another process may hold it all the same)."""
+        if not own_pidns:
+            deadline = time.monotonic() + free_wait_s
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.002)
+        pidfile = self.pidfile()
+        pidfile.unlink(missing_ok=True)
+        cmd = restore_cmd(str(self.folder(request_number)), str(pidfile))
+        ms = self._run(
+            f"{self.criu} {cmd.removeprefix('criu ')}", f"criu restore of the image after request {request_number}"
+        )
+        try:
+            restored = int(pidfile.read_text().strip())
+            pidfile.unlink()
+        except (OSError, ValueError):
+            raise RuntimeError(
+                f"criu restore of the image after request {request_number} wrote no pid to {pidfile}"
+            ) from None
+        return round(ms, 1), restored
 
     def drop(self, request_number: int) -> None:
         shutil.rmtree(self.folder(request_number), ignore_errors=True)

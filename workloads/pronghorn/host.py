@@ -16,7 +16,10 @@ function, on this machine.
   their own (the artifact's `setsid pypy3 index.py`); a snapshot is a CRIU dump of the running
   instance (`--leave-running`, its time and image size recorded), a restore is `criu restore` of
   the image; the restored process, whose control connection `--tcp-close` closed, reconnects with
-  the token the host wrote for it. JVM benchmarks (Figure 5) run `java` with the classes
+  the token the host wrote for it. Each instance is the init of a pid namespace of its own
+  (`--unshare`, pronghorn.criu.pidns_argv), so a restore recreates a namespace and cannot collide
+  with a live pid; the host knows its processes by their host pids (CRIU's --pidfile).
+  JVM benchmarks (Figure 5) run `java` with the classes
   install.sh --jvm compiles, and need CRIU for any snapshot: a JVM cannot be forked.
 - One JSON line per served request in --results-path (request, instance, request number, where
   the instance came from, server time, snapshot taken, evicted; recvTs/dispatchTs/finishedTs µs).
@@ -43,17 +46,23 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
-from pronghorn.criu import CriuImages, restore_token_file, write_token
+from pronghorn.criu import CriuImages, ns_init_pid, pidns_argv, restore_token_file, write_token
 from pronghorn.strategies import COLD, STRATEGIES, Orchestrator, make_strategy
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PYPY = HERE / ".venv" / "bin" / "pypy3"
 PR_SET_CHILD_SUBREAPER = 36
-PYPY_BENCHMARKS = ("bfs", "dfs", "mst", "pagerank", "dynamic-html", "compress")
+PYPY_BENCHMARKS = ("bfs", "dfs", "mst", "pagerank", "dynamic-html", "compress", "upload", "thumbnail", "video")
 # Figure 5's JVM benchmarks (workloads/pronghorn/jvm/PronghornRuntime.java).
 JVM_BENCHMARKS = ("matrix-multiplication", "simple-hash", "word-count", "html-rendering")
 BENCHMARKS = PYPY_BENCHMARKS + JVM_BENCHMARKS
 DEFAULT_JVM_CLASSES = HERE / "jvm" / "classes"
+# The media benchmarks' generated input files, shared by every point on this machine (install.sh
+# writes them once; a function process writes any that are missing before it serves).
+DEFAULT_INPUTS = HERE / ".inputs"
+# upload's largest file (the artifact's 98 MB model download), made by the origin when first asked.
+LARGE_INPUT = "resnet50-19c8e357.pth"
+LARGE_BYTES = 98 * 2**20
 
 
 def now_us() -> int:
@@ -166,7 +175,16 @@ class Control:
 class Host:
     def __init__(self, args: argparse.Namespace) -> None:
         # Fork mode unless told otherwise (tests build the namespace by hand).
-        defaults = {"snapshot": "fork", "criu": "criu", "java": "java", "jvm_classes": DEFAULT_JVM_CLASSES}
+        defaults = {
+            "snapshot": "fork",
+            "criu": "criu",
+            "unshare": "unshare",
+            "java": "java",
+            "jvm_classes": DEFAULT_JVM_CLASSES,
+            "host": "127.0.0.1",
+            "port": 8080,
+            "inputs_dir": None,
+        }
         for key, default in defaults.items():
             if not hasattr(args, key):
                 setattr(args, key, default)
@@ -179,7 +197,15 @@ class Host:
         )
         self.control = Control()
         self.pypy = args.pypy or os.environ.get("PRONGHORN_PYPY") or str(DEFAULT_PYPY)
-        self.env = {**os.environ, "PRONGHORN_BUCKET": str(args.state_dir / "bucket")}
+        self.inputs = Path(args.inputs_dir or os.environ.get("PRONGHORN_INPUTS") or DEFAULT_INPUTS)
+        origin_host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+        self.env = {
+            **os.environ,
+            "PRONGHORN_BUCKET": str(args.state_dir / "bucket"),
+            "PRONGHORN_INPUTS": str(self.inputs),
+            # upload's "internet": this host's /origin/ route
+            "PRONGHORN_ORIGIN": f"http://{origin_host}:{args.port}/origin",
+        }
         # PyPy sizes its nursery from the last-level cache: 240 MiB on a 480 MiB-L3 cloud VM, which
         # makes every process (and snapshot) ~300 MiB. The per-core L2 size gives ~60 MiB
         # processes, the size of the artifact's PyPy CRIU images (54-64 MB).
@@ -189,6 +215,10 @@ class Host:
         self.results = open(args.results_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the host
         self.lock = threading.Lock()  # one request at a time on the instance, as one container
         self.restarting = threading.Event()
+        # What the orchestrator is doing between requests: "idle", or the step in flight after a
+        # response ("snapshot", "eviction"); a restart is `restarting`. /healthz is ready only
+        # when idle, so a caller's first request never meets a dump, a kill or a restore.
+        self.phase = "idle"
         self.instance: Proc | None = None
         self.snapshots: dict[int, Proc | Image] = {}
         self.criu = CriuImages(args.state_dir / "images", args.criu) if args.snapshot == "criu" else None
@@ -213,10 +243,18 @@ class Host:
             argv += ["--share-pages"] if self.args.share_pages else []
         if self.criu is not None:
             argv += ["--reconnect-file", str(self.token_file)]
+        pidns = self.criu is not None and bool(self.args.unshare)
+        if pidns:
+            argv = pidns_argv(argv, self.args.unshare)
         # Under CRIU an instance is the root of its own session, as the artifact's
         # `setsid pypy3 index.py`: criu dumps a process tree whose session it leads.
-        self.children.append(subprocess.Popen(argv, env=self.env, start_new_session=self.criu is not None))
-        return self.control.take(token, q, 60, f"a new {role} process ({argv[0]})")
+        child = subprocess.Popen(argv, env=self.env, start_new_session=self.criu is not None)
+        self.children.append(child)
+        proc = self.control.take(token, q, 60, f"a new {role} process ({argv[0]})")
+        if pidns:
+            # It says it is pid 1 (in its namespace): the host signals and dumps its host pid.
+            proc.pid = ns_init_pid(child.pid)
+        return proc
 
     def _fork_from(self, parent: Proc, op: str, keep_serving: bool = True) -> Proc:
         token, q = self.control.expect()
@@ -242,9 +280,10 @@ class Host:
         assert self.criu is not None
         token, q = self.control.expect()
         write_token(self.token_file, token)
-        restore_ms = self.criu.restore(image.request_number, image.pid)
+        restore_ms, pid = self.criu.restore(image.request_number, image.pid, own_pidns=bool(self.args.unshare))
         what = f"the process restored from the image after request {image.request_number}"
         proc = self.control.take(token, q, 30, what)
+        proc.pid = pid  # its pid on the host (CRIU's --pidfile), whatever it sees in its namespace
         proc.hello["restore_ms"] = restore_ms
         return proc
 
@@ -281,13 +320,19 @@ class Host:
     # -- requests -------------------------------------------------------------------------------
     def invoke(self, mutability: float) -> tuple[int, dict[str, Any]]:
         """Run one request. On 200/500 the host stays locked until `after` (the next request must
-        not reach an instance that is about to be snapshotted or evicted)."""
+        not reach an instance that is about to be snapshotted or evicted). A request that arrives
+        while the orchestrator is not idle gets 503 and is tried again by the client, unrecorded,
+        as one that meets a restarting container: upstream the 200 ms think time keeps requests
+        clear of a dump (74-105 ms) or a restore, so none is measured against one."""
         recv = now_us()
-        self.lock.acquire()
+        if not self.lock.acquire(blocking=False):
+            self.stats["unavailable"] += 1
+            return 503, {"error": f"the orchestrator is busy ({self.phase})"}
         if self.restarting.is_set() or self.failure or self.instance is None:
             self.lock.release()
             self.stats["unavailable"] += 1
             return 503, {"error": self.failure or "the function's container is restarting"}
+        self.phase = "request"
         try:
             dispatch = now_us()
             reply = self.instance.call({"op": "invoke", "mutability": mutability})
@@ -296,6 +341,7 @@ class Host:
             # An instance that died under a request (not an eviction) fails the host's later
             # requests with its reason, as a crashed container would.
             self.failure = f"instance {self.instance.pid} failed: {e}"
+            self.phase = "idle"
             self.lock.release()
             raise
         self.requests += 1
@@ -318,6 +364,7 @@ class Host:
         """Snapshot and eviction, after the response is on its way (as the agent does from the
         runtime's log); releases the lock `invoke` took."""
         step, rec = out["step"], out["rec"]
+        self.phase = "snapshot" if step.snapshot else "eviction" if step.evict else "request"
         try:
             if step.snapshot and self.instance is not None and self.criu is not None:
                 rec.update(self.criu.dump(self.instance.pid, step.request_number))
@@ -338,13 +385,33 @@ class Host:
             rec["evicted"] = bool(step.evict)
             self.results.write(json.dumps(rec) + "\n")
             if step.evict and self.instance is not None:
+                self.phase = "eviction"
                 self.instance.kill()
                 self.instance = None
                 self.stats["evictions"] += 1
                 self.restarting.set()
                 threading.Thread(target=self._restart, daemon=True).start()
         finally:
+            self.phase = "idle"
             self.lock.release()
+
+    def readiness(self) -> dict[str, Any]:
+        """/healthz: ready once an instance serves and nothing is in flight (no request, snapshot,
+        eviction or restart), so that readiness means the orchestrator is idle."""
+        busy = (
+            "failed"
+            if self.failure
+            else "restart"
+            if self.restarting.is_set() or self.instance is None
+            else self.phase
+            if self.phase != "idle"
+            else ""
+        )
+        return {
+            "ready": not busy,
+            **({"in_flight": busy} if busy else {}),
+            **({"error": self.failure} if self.failure else {}),
+        }
 
     def shutdown(self) -> None:
         for p in [self.instance, self.zygote, *self.snapshots.values()]:
@@ -354,6 +421,16 @@ class Host:
             with contextlib.suppress(ProcessLookupError):
                 c.kill()
         self.control.close()
+
+
+def write_large_input(path: Path) -> None:
+    """upload's 98 MB file (a model's weights upstream): random bytes, seeded, written once."""
+    import random
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(random.Random(3).randbytes(LARGE_BYTES))
+    os.replace(tmp, path)
 
 
 def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
@@ -389,15 +466,35 @@ def make_handler(host: Host) -> type[BaseHTTPRequestHandler]:
             try:
                 self._reply(status, {**out["rec"], "result": out["result"]})
             finally:
-                host.after(out)
+                # Off this connection's thread: the client's next request on it must meet a busy
+                # orchestrator (503), not wait unseen behind the snapshot in its latency.
+                threading.Thread(target=host.after, args=(out,), daemon=True).start()
+
+        def _origin(self, name: str) -> None:
+            """upload's internet: the generated input files (the artifact fetches them from
+            upload.wikimedia.org and download.pytorch.org)."""
+            path = host.inputs / name
+            if name == LARGE_INPUT and not path.exists():
+                write_large_input(path)
+            if "/" in name or not path.is_file():
+                self._reply(404, {"error": f"no input file {name} in {host.inputs}"})
+                return
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
             if path.startswith("/function/"):
                 self._function()
             elif path == "/healthz":
-                ready = host.instance is not None and not host.restarting.is_set()
-                self._reply(200 if ready else 503, {"ready": ready})
+                state = host.readiness()
+                self._reply(200 if state["ready"] else 503, state)
+            elif path.startswith("/origin/"):
+                self._origin(path.removeprefix("/origin/"))
             elif path == "/stats":
                 inst = host.instance.pid if host.instance is not None else None
                 stats = {**host.stats, "requests": host.requests, "pool": sorted(host.snapshots), "instance_pid": inst}
@@ -435,6 +532,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fork: a stopped fork of the warmed process; criu: a CRIU image (default $PRONGHORN_SNAPSHOT)",
     )
     ap.add_argument("--criu", default=os.environ.get("PRONGHORN_CRIU", "criu"), help="e.g. 'sudo -n criu'")
+    ap.add_argument(
+        "--unshare",
+        default=os.environ.get("PRONGHORN_UNSHARE", "unshare"),
+        help="CRIU mode: the prefix that starts an instance as the init of a new pid namespace "
+        "('unshare' as root, 'sudo -n unshare'; '' keeps instances in the host's namespace, where a "
+        "restore needs its old pid free)",
+    )
     ap.add_argument("--java", default=os.environ.get("PRONGHORN_JAVA", "java"))
     classes = Path(os.environ.get("PRONGHORN_JVM_CLASSES", DEFAULT_JVM_CLASSES))
     ap.add_argument("--jvm-classes", type=Path, default=classes, help="compiled by install.sh --jvm")

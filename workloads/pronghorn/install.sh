@@ -46,6 +46,11 @@ then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements-pypy.txt"
   echo "pronghorn: PyPy venv ready at $venv"
 fi
+# The media benchmarks' input files (upload, thumbnail, video), generated once per machine.
+PYTHONPATH="$here/..${PYTHONPATH:+:$PYTHONPATH}" PRONGHORN_INPUTS="${PRONGHORN_INPUTS:-$here/.inputs}" \
+  "$venv/bin/pypy3" -c 'from pronghorn.handlers import ensure_inputs
+for name in ("upload", "thumbnail", "video"):
+    ensure_inputs(name)'
 if [ "$jvm" = 1 ]; then
   classes="${PRONGHORN_JVM_CLASSES:-$here/jvm/classes}"
   if [ ! -f "$classes/PronghornRuntime.class" ] || [ "$here/jvm/PronghornRuntime.java" -nt "$classes/PronghornRuntime.class" ]; then
