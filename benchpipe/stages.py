@@ -230,7 +230,7 @@ def _measure(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing:
         rep = generator.run(target, _mix(spec), _rate(spec), wl["measure_s"], out, "measure")
     timing["measure_end"] = _now()
     log.info("measurement: %s", _brief(rep))
-    if hasattr(deployer, "wait_drained"):
+    if getattr(deployer, "wait_drained", None):
         # Every call of the stack's lifetime (warm-up included) lands in its records.
         total = sent + rep.sent
         n = deployer.wait_drained(stack, total, timeout_s=max(10.0, wl["measure_s"]))
@@ -241,7 +241,7 @@ def _measure(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing:
 
 
 def _counter(deployer: Any, stack: Any) -> Any:
-    return deployer.completed_counter(stack) if hasattr(deployer, "completed_counter") else None
+    return deployer.completed_counter(stack) if getattr(deployer, "completed_counter", None) else None
 
 
 def _warmup_sent(warm_dir: Path) -> int:
