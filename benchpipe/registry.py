@@ -17,12 +17,14 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "swarm": "benchpipe.deployers.swarm:SwarmDeployer",
         "remote-process": "benchpipe.deployers.remote_process:RemoteProcessDeployer",
         "knative": "benchpipe.deployers.knative:KnativeDeployer",
+        "ray": "benchpipe.deployers.ray_local:RayDeployer",
     },
     "generator": {
         "openloop": "benchpipe.generators.openloop:OpenLoopGenerator",
         "wrk2": "benchpipe.generators.wrk2:Wrk2Generator",
         "closedloop": "benchpipe.generators.closedloop:ClosedLoopGenerator",
         "sequential": "benchpipe.generators.sequential:SequentialGenerator",
+        "job": "benchpipe.generators.job:JobGenerator",
     },
     # Summary metric families: f(raw_dir, summary_cfg, params) -> a row's columns or several rows.
     "metric": {
@@ -35,6 +37,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "requests": "benchpipe.summaries.requests:point_requests",
         "convergence": "benchpipe.summaries.convergence:point_convergence",
         "snapshot_costs": "benchpipe.summaries.snapshot_costs:point_snapshot_costs",
+        "job": "benchpipe.summaries.job:point_job",
     },
     # Figure kinds: f(summary_df, figure_cfg) -> an altair chart.
     "figure": {
@@ -43,6 +46,8 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "timeline": "benchpipe.plots.timeline:timeline",
         "consistency_window": "benchpipe.plots.consistency:consistency_window",
         "ecdf": "benchpipe.plots.ecdf:ecdf",
+        "grouped_bars": "benchpipe.plots.grouped:grouped_bars",
+        "mean_lines": "benchpipe.plots.grouped:mean_lines",
     },
 }
 

@@ -268,7 +268,7 @@ def _measure(
         # A stack that records no call (DeathStarBench's nginx): the generator waited for its own
         # responses, and its output's count is the finished count.
         log.info("%d of %d requests finished (the load generator's own count)", rep.completed, rep.sent)
-    elif hasattr(deployer, "wait_drained"):
+    elif getattr(deployer, "wait_drained", None):
         # Every call of the stack's lifetime (warm-up included) lands in its records.
         total = sent + rep.sent
         n = deployer.wait_drained(stack, total, timeout_s=max(10.0, wl["measure_s"]))
@@ -364,7 +364,7 @@ def _rerun_unstable(
 
 
 def _counter(deployer: Any, stack: Any) -> Any:
-    return deployer.completed_counter(stack) if hasattr(deployer, "completed_counter") else None
+    return deployer.completed_counter(stack) if getattr(deployer, "completed_counter", None) else None
 
 
 def _warmup_sent(warm_dir: Path) -> int:
@@ -558,6 +558,8 @@ def _mix(spec: dict[str, Any]) -> Mix:
 def _generator(spec: dict[str, Any], deployer: Any, stack: Any, timing: dict[str, Any]) -> tuple[str, Any]:
     gen_cfg = spec["generator"]
     generator = registry.load("generator", gen_cfg["name"])(gen_cfg["settings"])
+    if hasattr(generator, "bind"):
+        generator.bind(stack, spec)  # the job kind runs its driver through the stack (stack.run_job)
     if hasattr(deployer, "load_context"):
         return _remote_generator(deployer.load_context(stack), generator, gen_cfg, stack.endpoint, timing)
     timing["generator_host"] = "controller"
