@@ -256,7 +256,8 @@ def test_job_script_times_out_and_records_the_exit(tmp_path):
 
 def test_result_lines_parser_skips_other_lines():
     text = 'noise\nduration = 3.25s | config = {"a": 1} | 2026-01-01 00:00:00\n'
-    assert parse_result_lines(text) == [{"duration_s": 3.25, "config": {"a": 1}, "datetime": "2026-01-01 00:00:00", "version": ""}]
+    row = {"duration_s": 3.25, "config": {"a": 1}, "datetime": "2026-01-01 00:00:00", "version": ""}
+    assert parse_result_lines(text) == [row]
 
 
 def test_remote_only_figures_are_refused_locally_naming_file_and_key():
