@@ -78,9 +78,7 @@ class RayClusterProvider:
                 f"{self.s.get('region')}: an Ubuntu 20.04 Deep Learning AMI (NVIDIA driver for Figure 6's "
                 "g4dn head); the authors' ami-0bc093c9b91f2c0e2 is private to their account"
             )
-        problems += [
-            p for p in preflight(self.s) if not (p.startswith("provider.settings.ami") and not self.s.get("ami"))
-        ]
+        problems += preflight(self.s, check_ami=bool(self.s.get("ami")))
         problems += self.cli_problems()
         problems += check_prerequisites(self.s, self.s.get("prerequisites", []))
         return problems

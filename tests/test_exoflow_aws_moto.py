@@ -1,0 +1,167 @@
+"""ExoFlow's AWS path against a real moto server: the run's S3 bucket (made, tagged, private,
+emptied and removed), a failed `ray up` undone, the janitor, the preflight of the managed
+services, and the Step Functions machines of Figure 8(a). `ray up` itself is not run here: Ray's
+AWS node provider then waits for SSH on the launched instances, which moto's are not."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from benchpipe.cloud import managed, s3
+from benchpipe.cloud.session import client
+from benchpipe.cloud.setup import setup
+from benchpipe.cloud.spot import ProvisionError
+from benchpipe.cloud.tags import resource_tags, tag_dict
+from benchpipe.experiment import experiment_files, load_experiment
+from benchpipe.providers.aws import janitor
+from benchpipe.providers.ray_cluster import RayClusterProvider
+from benchpipe.secrets_scan import scan
+
+pytestmark = pytest.mark.aws
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fig7c():
+    path = experiment_files(REPO / "config" / "experiments")["exoflow_fig7c"]
+    return load_experiment(path, {"paper": True}, 1, "aws")
+
+
+def ray_settings(aws: dict, **over) -> dict:
+    exp = fig7c()
+    # provision does not look the AMI up (preflight does; `ray up` would launch it).
+    return {**aws, **exp.data["targets"]["aws"]["provider"]["settings"], "ami": "ami-0123456789abcdef0", **over}
+
+
+def buckets(settings) -> set[str]:
+    return {b["Name"] for b in client(settings, "s3").list_buckets()["Buckets"]}
+
+
+def test_bucket_is_tagged_private_and_removed_with_its_objects(aws):
+    c = client(aws, "s3")
+    tags = resource_tags(aws, run_id="r1", experiment="exoflow_fig7c", cluster="exoflow_fig7c-async")
+    name = s3.bucket_name("r1", "exoflow_fig7c-async")
+    assert s3.create_bucket(c, name, aws["region"], tags) == name
+    assert s3.create_bucket(c, name, aws["region"], tags) == name  # idempotent
+    assert c.get_bucket_location(Bucket=name)["LocationConstraint"] == aws["region"]
+    assert tag_dict(c.get_bucket_tagging(Bucket=name)["TagSet"])["run-id"] == "r1"
+    block = c.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    c.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    for i in range(3):
+        c.put_object(Bucket=name, Key="exoflow_fig7c/async/wf/task.json", Body=f"{i}".encode())
+    c.delete_object(Bucket=name, Key="exoflow_fig7c/async/wf/task.json")  # a delete marker too
+    assert s3.project_buckets(c) == {name: tag_dict(c.get_bucket_tagging(Bucket=name)["TagSet"])}
+    assert s3.delete_bucket(c, name) is True
+    assert name not in buckets(aws)
+    assert s3.delete_bucket(c, name) is False  # idempotent
+
+
+def test_failed_ray_up_leaves_no_bucket_and_no_secret(aws, tmp_path):
+    setup(aws)
+    # A `ray` that fails as the real one does without working credentials (exit 1, after output).
+    fake_ray = tmp_path / "ray"
+    fake_ray.write_text("#!/bin/sh\necho 'Checking AWS environment settings' >&2\nexit 1\n")
+    fake_ray.chmod(0o755)
+    prov = RayClusterProvider(ray_settings(aws, ray_cli=str(fake_ray)))
+    exp = fig7c()
+    before = buckets(aws)
+    with pytest.raises(ProvisionError, match=r"exited 1; see .*async\.ray\.log"):
+        prov.provision(
+            {"machines": exp.machines("graph")},
+            name="exoflow_fig7c-async",
+            run_id="r2",
+            experiment="exoflow_fig7c",
+            baseline="async",
+        )
+    assert buckets(aws) == before
+    log = Path(aws["results_dir"]) / ".clusters" / "exoflow_fig7c" / "async.ray.log"
+    assert "ray up -y --disable-usage-stats --no-config-cache" in log.read_text()
+    assert "ray down -y" in log.read_text()  # the cleanup ran `ray down` too
+    assert not scan([Path(aws["results_dir"])]), "a credential was written"
+
+
+def test_janitor_removes_the_buckets_of_dead_runs_only(aws):
+    c = client(aws, "s3")
+    dead = s3.bucket_name("dead0001", "exoflow_fig8b-spark")
+    live = s3.bucket_name("live0001", "exoflow_fig8b-spark")
+    s3.create_bucket(c, dead, aws["region"], resource_tags(aws, run_id="dead0001"))
+    s3.create_bucket(c, live, aws["region"], resource_tags(aws, run_id="live0001"))
+    c.put_object(Bucket=dead, Key="x", Body=b"1")
+    removed = janitor(aws, live_runs={"live0001"})
+    assert f"bucket {dead}" in removed
+    assert buckets(aws) & {dead, live} == {live}
+
+
+def test_preflight_names_every_missing_prerequisite_before_anything_starts(aws, tmp_path):
+    setup(aws)
+    prereq = [
+        {"kind": "dynamodb_table", "name": "hotel-reserve", "why": "Beldi", "how": "run sls deploy"},
+        {"kind": "state_machine", "name": "sf-standard"},
+        {"kind": "lambda_function", "name": "beldi-dev-frontend"},
+        {"kind": "s3_object", "name": "s3://data-bucket/twitter-2010.txt.gz"},
+        {"kind": "mwaa_environment", "name": ""},
+        {"kind": "teleport", "name": "x"},
+    ]
+    prov = RayClusterProvider(ray_settings(aws, ami="", ray_cli=str(tmp_path / "no-ray"), prerequisites=prereq))
+    launched_before = client(aws, "ec2").describe_instances()["Reservations"]
+    problems = prov.preflight()
+    text = "\n".join(problems)
+    assert "provider.settings.ami (config/experiments/exoflow/_aws.yaml)" in text
+    assert f"provider.settings.ray_cli: `{tmp_path / 'no-ray'}` not found" in text
+    assert "prerequisites[0]: dynamodb_table hotel-reserve (Beldi) missing: run sls deploy" in text
+    assert "prerequisites[1]: state_machine sf-standard missing" in text
+    assert "prerequisites[2]: lambda_function beldi-dev-frontend missing" in text
+    assert "prerequisites[3]: s3_object s3://data-bucket/twitter-2010.txt.gz missing" in text
+    assert "prerequisites[4]: mwaa_environment not configured: give its name" in text
+    assert "prerequisites[5].kind: expected one of" in text
+    assert client(aws, "ec2").describe_instances()["Reservations"] == launched_before
+    # Once they exist, they pass.
+    client(aws, "dynamodb").create_table(
+        TableName="hotel-reserve",
+        KeySchema=[{"AttributeName": "K", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "K", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    c = client(aws, "s3")
+    c.create_bucket(Bucket="data-bucket", CreateBucketConfiguration={"LocationConstraint": aws["region"]})
+    c.put_object(Bucket="data-bucket", Key="twitter-2010.txt.gz", Body=b"0 1\n")
+    role = client(aws, "iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    client(aws, "stepfunctions").create_state_machine(name="sf-standard", definition="{}", roleArn=role)
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("main.py", "def handler(e, c):\n    return e\n")
+    client(aws, "lambda").create_function(
+        FunctionName="beldi-dev-frontend",
+        Runtime="python3.11",
+        Role=role,
+        Handler="main.handler",
+        Code={"ZipFile": zipped.getvalue()},
+    )
+    left = "\n".join(managed.check_prerequisites(aws, prereq[:4]))
+    assert left == ""
+
+
+def test_step_functions_machines_of_figure_8a_created_tagged_and_deleted(aws):
+    role = client(aws, "iam").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    producer = f"arn:aws:lambda:{aws['region']}:123456789012:function:producer"
+    consumer = f"arn:aws:lambda:{aws['region']}:123456789012:function:consumer"
+    tags = resource_tags(aws, run_id="r3", experiment="exoflow_fig8a")
+    rendered = managed.render_state_machines("benchpipe-r3-fig8a", producer, consumer, role, tags)
+    assert [(r["name"], r["type"]) for r in rendered] == [
+        ("benchpipe-r3-fig8a-standard", "STANDARD"),
+        ("benchpipe-r3-fig8a-express", "EXPRESS"),
+    ]
+    arns = managed.create_state_machines(aws, rendered)
+    sfn = client(aws, "stepfunctions")
+    for arn in arns:
+        got = sfn.describe_state_machine(stateMachineArn=arn)
+        assert '"Next": "Consumer"' in got["definition"] and producer in got["definition"]
+        tagged = {t["key"]: t["value"] for t in sfn.list_tags_for_resource(resourceArn=arn)["tags"]}
+        assert tagged["project"] == "benchpipe" and tagged["run-id"] == "r3"
+    managed.delete_state_machines(aws, arns)
+    managed.delete_state_machines(aws, arns)  # idempotent
+    assert sfn.list_state_machines()["stateMachines"] == []
