@@ -19,12 +19,14 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "remote-process": "benchpipe.deployers.remote_process:RemoteProcessDeployer",
         "knative": "benchpipe.deployers.knative:KnativeDeployer",
         "ray-cluster": "benchpipe.deployers.ray_cluster:RayClusterDeployer",
+        "ray": "benchpipe.deployers.ray_local:RayDeployer",
     },
     "generator": {
         "openloop": "benchpipe.generators.openloop:OpenLoopGenerator",
         "wrk2": "benchpipe.generators.wrk2:Wrk2Generator",
         "closedloop": "benchpipe.generators.closedloop:ClosedLoopGenerator",
         "sequential": "benchpipe.generators.sequential:SequentialGenerator",
+        "job": "benchpipe.generators.job:JobGenerator",
     },
     # Summary metric families: f(raw_dir, summary_cfg, params) -> a row's columns or several rows.
     "metric": {

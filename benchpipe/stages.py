@@ -423,6 +423,8 @@ def _mix(spec: dict[str, Any]) -> Mix:
 def _generator(spec: dict[str, Any], deployer: Any, stack: Any, timing: dict[str, Any]) -> tuple[str, Any]:
     gen_cfg = spec["generator"]
     generator = registry.load("generator", gen_cfg["name"])(gen_cfg["settings"])
+    if hasattr(generator, "bind"):
+        generator.bind(stack, spec)  # the job kind runs its driver through the stack (stack.run_job)
     if hasattr(deployer, "load_context"):
         return _remote_generator(deployer.load_context(stack), generator, gen_cfg, stack.endpoint, timing)
     timing["generator_host"] = "controller"

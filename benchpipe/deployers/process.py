@@ -52,6 +52,7 @@ class ProcessStack:
     pid_file: Path | None = None
     ready_path: str = "/healthz"
     packages: list[str] = field(default_factory=list)  # workloads/<package> the services run
+    marker: str = ""  # BENCHPIPE_STACK_DIR of processes the stack's own start (reap_stale kills them too)
     # Only in the job that started the stack: its children, for their exit codes.
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -108,6 +109,23 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def marked_pids(stack_dir: str) -> list[int]:
+    """Live processes whose environment carries BENCHPIPE_STACK_DIR=`stack_dir`: a stack's processes
+    and everything they started (a Ray runtime's raylet and workers), wherever they were reparented."""
+    needle = f"BENCHPIPE_STACK_DIR={stack_dir}".encode()
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            env = (d / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and _alive(int(d.name)):
+            out.append(int(d.name))
+    return out
+
+
 def reap_stale(pid_dir: Path | None = None) -> list[int]:
     """Kill stack processes whose job died without stopping them; returns the pids killed."""
     pid_dir = pid_dir or PID_DIR
@@ -125,6 +143,8 @@ def reap_stale(pid_dir: Path | None = None) -> list[int]:
         if rec.get("lease") and _leased(rec["lease"], str(f)):
             continue  # a point holds it between its stages; collect or a teardown stops it
         stale = [p["pid"] for p in rec.get("procs", []) if _alive(p["pid"]) and _cmdline(p["pid"]) == p["cmdline"]]
+        if rec.get("marker"):  # what the stack's processes started (a Ray runtime) dies with them
+            stale += [p for p in marked_pids(rec["marker"]) if p not in stale]
         _terminate(stale)
         killed += stale
         f.unlink(missing_ok=True)
@@ -215,6 +235,8 @@ class ProcessDeployer:
         assert stack.pid_file is not None
         procs = [{"name": n, "pid": pid, "cmdline": stack.cmdlines[n]} for n, pid in stack.pids.items()]
         rec = {"owner": os.getpid() if owner is None else owner, "lease": lease, "procs": procs}
+        if stack.marker:
+            rec["marker"] = stack.marker
         stack.pid_file.write_text(json.dumps(rec))
 
     def handle(self, stack: ProcessStack, lease: str) -> dict[str, Any]:
