@@ -233,17 +233,31 @@ def test_job_script_runs_a_driver_and_keeps_only_its_result_lines(tmp_path):
     (tmp_path / "run.sh").write_text(script)
     subprocess.run(["bash", str(tmp_path / "run.sh")], check=True, timeout=60)
     res = job_result(job)
-    assert res.returncode == 0 and res.ended >= res.started
-    assert Path(res.stdout).read_text() == "trained\n"
-    runs = json.loads(Path(res.driver_json).read_text())
-    assert runs == [
-        {
-            "duration_s": 612.5,
-            "config": {"checkpoint": "hybrid", "enhance_dataset_multiplier": 2},
-            "datetime": "2026-12-03",
-            "version": "abc",
-        }
-    ]
+    assert res.returncode == 0 and res.ended >= res.started and res.crashed_at is None
+    assert res.stdout.read_text() == "trained\n"
+    assert json.loads(res.result.read_text()) == {
+        "duration_s": 612.5,
+        "config": {"checkpoint": "hybrid", "enhance_dataset_multiplier": 2},
+        "datetime": "2026-12-03",
+        "version": "abc",
+        "source": "result line",
+    }
+
+
+def test_a_driver_without_result_line_is_timed_by_the_wall_clock_and_keeps_its_files(tmp_path):
+    work = tmp_path / "microbenchmarks"
+    work.mkdir()
+    driver = (
+        "import json, os; os.makedirs('result', exist_ok=True); json.dump([0.5, 0.6], open('result/ray_4.json', 'w'))"
+    )
+    job = tmp_path / "job"
+    (tmp_path / "run.sh").write_text(job_script([sys.executable, "-c", driver], {}, 60, str(work), str(job), ()))
+    subprocess.run(["bash", str(tmp_path / "run.sh")], check=True, timeout=60)
+    res = job_result(job)
+    body = json.loads(res.result.read_text())
+    assert body["source"] == "wall clock" and 0 < body["duration_s"] < 60
+    assert body["files"] == ["result/ray_4.json"]
+    assert json.loads((job / "result" / "ray_4.json").read_text()) == [0.5, 0.6]
 
 
 def test_job_script_times_out_and_records_the_exit(tmp_path):
@@ -251,7 +265,9 @@ def test_job_script_times_out_and_records_the_exit(tmp_path):
     script = job_script(["sleep", "30"], {}, 1, str(tmp_path), str(job), ())
     (tmp_path / "run.sh").write_text(script)
     subprocess.run(["bash", str(tmp_path / "run.sh")], check=True, timeout=60)
-    assert job_result(job).returncode == 124  # timeout(1)'s exit code
+    res = job_result(job)
+    assert res.returncode is None and res.result is None  # killed at the limit (timeout(1) exit 124)
+    assert res.ended - res.started < 10
 
 
 def test_result_lines_parser_skips_other_lines():

@@ -16,12 +16,13 @@ import shlex
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchpipe.cloud import ray_yaml
 from benchpipe.errors import StackError
+from benchpipe.generators.job import RESULT_NAME, JobResult
 from benchpipe.model import Cluster
 
 
@@ -36,6 +37,12 @@ class RayStack:
     remote_dir: str
     log: str
     append_files: tuple[str, ...] = ()
+    ray: dict[str, Any] = field(default_factory=dict)  # how Ray starts on the nodes (restart)
+
+    @property
+    def storage_dir(self) -> str:
+        """The point's workflow storage: the run's bucket (the job kind's {storage_dir})."""
+        return self.storage
 
     def _run(self, argv: list[str], timeout_s: float, what: str) -> str:
         with open(self.log, "a") as out:
@@ -71,34 +78,34 @@ class RayStack:
         argv = ray_yaml.rsync_down_argv(self.ray_cli, self.yaml, remote.rstrip("/") + "/", str(dest) + "/")
         self._run(argv, 1800, f"fetch {remote}")
 
-    def restart_ray(self, ray: dict[str, Any], timeout_s: int = 600) -> None:
+    def restart(self, timeout_s: int = 600) -> None:
         """Ray stopped and started on every node (restart_ray.sh), back on all nodes before it returns."""
         script = f"{self.remote_dir}/restart_ray.sh"
-        self.put_text(ray_yaml.restart_script(ray, self.storage, self.workers, timeout_s), script)
+        self.put_text(ray_yaml.restart_script(self.ray, self.storage, self.workers, timeout_s), script)
         self.exec(f"bash {shlex.quote(script)}", timeout_s + 120, "restart Ray")
 
+    def ray_is_up(self) -> bool:
+        try:
+            self.exec("ray status", 180, "ray status")
+            return True
+        except StackError:
+            return False
+
     def run_job(self, argv: list[str], env: dict[str, str], timeout_s: float, out_dir: Path) -> JobResult:
-        """Run the driver on the head in `workdir` with `env`, at most `timeout_s`; its stdout,
-        stderr, exit code, start and end (the head's clock), the lines it appended to the
-        result files and the files it wrote under result/ come back into `out_dir`."""
-        job = f"{self.remote_dir}/job"
+        """The job kind's interface (benchpipe/generators/job.py), on the head: the driver runs in
+        `workdir` with `env`, at most `timeout_s`; its stdout, stderr, exit code, start and end (the
+        head's clock), the lines it appended to the result files and the files it wrote under
+        result/ come back into `out_dir`. The artifact's cluster-crash failures stop Ray from inside
+        the driver (`ray stop --force`): a driver that failed with Ray down counts as crashed."""
+        job = f"{self.remote_dir}/job-{out_dir.name}"
         self.put_text(job_script(argv, env, timeout_s, self.workdir, job, tuple(self.append_files)), f"{job}/run.sh")
         self.exec(f"bash {shlex.quote(job + '/run.sh')}", timeout_s + 300, f"job {shlex.join(argv)[:60]}")
         self.get_dir(job, out_dir)
-        return job_result(out_dir)
-
-
-@dataclass
-class JobResult:
-    returncode: int
-    started: float
-    ended: float
-    stdout: str
-    stderr: str
-    driver_json: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        res = job_result(out_dir)
+        if res.returncode != 0 and not self.ray_is_up():
+            res.crashed_at = res.ended
+            res.returncode = None
+        return res
 
 
 def job_script(
@@ -156,27 +163,35 @@ def parse_result_lines(text: str) -> list[dict[str, Any]]:
 
 
 def job_result(out_dir: Path) -> JobResult:
-    """The job's record from its fetched folder; the driver's result lines as driver.json."""
+    """The job's record from its fetched folder. The driver's JSON (driver.json): its result line
+    (the artifact's run.py prints one per run) as {duration_s, config, datetime, version}; for
+    drivers that write other files (the microbenchmarks' JSON lists, the server's CSVs), the
+    driver's wall-clock duration and the list of those files, which stay in the folder."""
 
     def read(name: str, default: str = "") -> str:
         p = out_dir / name
         return p.read_text().strip() if p.exists() else default
 
-    rc = read("returncode")
-    if not rc or not read("started"):
+    rc, started = read("returncode"), read("started")
+    if not rc or not started:
         raise StackError(f"{out_dir}: the job left no returncode/started stamp on the head (did it start?)")
+    ended = float(read("ended") or time.time())
     runs = [r for p in sorted((out_dir / "result").glob("*.new")) for r in parse_result_lines(p.read_text())]
-    driver = None
+    files = sorted(str(p.relative_to(out_dir)) for p in (out_dir / "result").rglob("*") if p.is_file())
+    driver = out_dir / RESULT_NAME
     if runs:
-        driver = str(out_dir / "driver.json")
-        Path(driver).write_text(json.dumps(runs, indent=1))
+        driver.write_text(json.dumps({**runs[-1], "source": "result line"}, indent=1))
+    elif int(rc) == 0:
+        body = {"duration_s": ended - float(started), "source": "wall clock", "files": files}
+        driver.write_text(json.dumps(body, indent=1))
+    code = int(rc)
     return JobResult(
-        returncode=int(rc),
-        started=float(read("started")),
-        ended=float(read("ended") or time.time()),
-        stdout=str(out_dir / "stdout"),
-        stderr=str(out_dir / "stderr"),
-        driver_json=driver,
+        returncode=None if code == 124 else code,  # timeout(1): killed at the time limit
+        started=float(started),
+        ended=ended,
+        stdout=out_dir / "stdout",
+        stderr=out_dir / "stderr",
+        result=driver if driver.exists() else None,
     )
 
 
@@ -205,16 +220,17 @@ class RayClusterDeployer:
             remote_dir=remote_dir,
             log=x.get("log", f"{x['yaml']}.log"),
             append_files=tuple(rendered["append_files"]),
+            ray=ray,
         )
         stack.exec(f"rm -rf {shlex.quote(remote_dir)} && mkdir -p {shlex.quote(remote_dir)}", 120, "point folder")
-        stack.restart_ray(ray)
+        stack.restart()
         return stack
 
     def wait_ready(self, stack: RayStack, timeout_s: float) -> None:
         stack.exec("ray status", min(timeout_s, 300), "ray status")
 
     def handle(self, stack: RayStack, lease_key: str) -> dict[str, Any]:
-        return {**asdict(stack), "append_files": list(stack.append_files)}
+        return {**asdict(stack), "append_files": list(stack.append_files)}  # JSON: no tuples
 
     def attach(self, handle: dict[str, Any]) -> RayStack:
         return RayStack(**{**handle, "append_files": tuple(handle.get("append_files", ()))})
