@@ -165,3 +165,59 @@ def test_step_functions_machines_of_figure_8a_created_tagged_and_deleted(aws):
     managed.delete_state_machines(aws, arns)
     managed.delete_state_machines(aws, arns)  # idempotent
     assert sfn.list_state_machines()["stateMachines"] == []
+
+
+def test_teardown_terminates_what_ray_down_left_and_keepalive_moves_the_expiry(aws, tmp_path):
+    """Nodes launched as Ray's node provider launches them (tagged by the YAML), a `ray down` that
+    leaves them (exit 0, nothing done): teardown still terminates them and removes the bucket."""
+    from benchpipe.model import Cluster, Host
+
+    lazy_ray = tmp_path / "ray"
+    lazy_ray.write_text("#!/bin/sh\nexit 0\n")
+    lazy_ray.chmod(0o755)
+    settings = ray_settings(aws, ray_cli=str(lazy_ray), bootstrap=False)
+    tags = resource_tags(settings, run_id="r4", experiment="exoflow_fig7c", cluster="exoflow_fig7c-sync")
+    ec2 = client(aws, "ec2")
+    ids = [
+        i["InstanceId"]
+        for i in ec2.run_instances(
+            ImageId="ami-12c6146b",  # moto does not look it up (describing its images takes ~10 s)
+            MinCount=3,
+            MaxCount=3,
+            InstanceType="r3.8xlarge",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        )["Instances"]
+    ]
+    bucket = s3.create_bucket(client(aws, "s3"), s3.bucket_name("r4", "exoflow_fig7c-sync"), aws["region"], tags)
+    yaml_path = tmp_path / "sync.ray.yaml"
+    yaml_path.write_text("cluster_name: x\n")
+    cluster = Cluster(
+        name="exoflow_fig7c-sync",
+        provider="ray-cluster",
+        run_id="r4",
+        experiment="exoflow_fig7c",
+        baseline="sync",
+        hosts=[Host(name=f"n{i}", address=f"10.0.0.{i}", role="manager" if i == 0 else "worker") for i in range(3)],
+        lock_key="k",
+        expires=tags["expires"],
+        extra={"yaml": str(yaml_path), "bucket": bucket, "region": aws["region"], "ray_cli": str(lazy_ray)},
+    )
+    prov = RayClusterProvider(settings)
+    assert prov.lost_hosts(cluster) == []
+    ec2.create_tags(Resources=ids, Tags=[{"Key": "expires", "Value": "2000-01-01T00:00:00Z"}])
+    prov.keepalive(cluster)
+    got = {
+        tag_dict(i["Tags"])["expires"]
+        for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
+        for i in r["Instances"]
+    }
+    assert got == {cluster.expires} and cluster.expires > "2026"
+    ec2.terminate_instances(InstanceIds=ids[:1])
+    assert prov.lost_hosts(cluster) == ["1 of 3 node(s) of exoflow_fig7c-sync are not running"]
+    prov.teardown(cluster)
+    states = {
+        i["State"]["Name"] for r in ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]
+    }
+    assert states == {"terminated"}
+    assert bucket not in buckets(aws)
+    prov.teardown(cluster)  # idempotent

@@ -222,6 +222,34 @@ class RayClusterProvider:
             )
         return hosts
 
+    # --- while in use ---------------------------------------------------------------------------
+    def _instances(self, cluster: Cluster, states: list[str]) -> list[dict[str, Any]]:
+        from benchpipe.providers.aws import _tagged_instances
+
+        settings = {**self.s, "region": cluster.extra.get("region") or self.s.get("region")}
+        return _tagged_instances(client(settings, "ec2"), {"run-id": cluster.run_id, "cluster": cluster.name}, states)
+
+    def lost_hosts(self, cluster: Cluster) -> list[str]:
+        """Nodes of the cluster no longer running (by the tags the YAML gives every node)."""
+        running = self._instances(cluster, ["running"])
+        missing = len(cluster.hosts) - len(running)
+        return [f"{missing} of {len(cluster.hosts)} node(s) of {cluster.name} are not running"] if missing > 0 else []
+
+    def keepalive(self, cluster: Cluster) -> None:
+        """Move the expiry forward (the nodes' tags and their dead-man timers) while points still run."""
+        from benchpipe.remote import run_on_hosts
+
+        tags = resource_tags(self.s, run_id=cluster.run_id, cluster=cluster.name)
+        expires = parse_iso(tags["expires"])
+        assert expires is not None
+        ids = [i["InstanceId"] for i in self._instances(cluster, ["pending", "running"])]
+        if ids:
+            settings = {**self.s, "region": cluster.extra.get("region") or self.s.get("region")}
+            client(settings, "ec2").create_tags(Resources=ids, Tags=[{"Key": "expires", "Value": tags["expires"]}])
+        if cluster.hosts and self.s.get("bootstrap", True):
+            run_on_hosts(cluster.hosts, f"echo {int(expires.timestamp())} | sudo tee /etc/benchpipe-expires")
+        cluster.expires = tags["expires"]
+
     # --- teardown -----------------------------------------------------------------------------
     def teardown(self, cluster: Cluster) -> None:
         """`ray down`, then any instance still tagged with the cluster, then the bucket; each step
