@@ -39,6 +39,7 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "requests": "benchpipe.summaries.requests:point_requests",
         "convergence": "benchpipe.summaries.convergence:point_convergence",
         "snapshot_costs": "benchpipe.summaries.snapshot_costs:point_snapshot_costs",
+        "job": "benchpipe.summaries.job:point_job",
     },
     # Figure kinds: f(summary_df, figure_cfg) -> an altair chart.
     "figure": {
@@ -47,6 +48,8 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "timeline": "benchpipe.plots.timeline:timeline",
         "consistency_window": "benchpipe.plots.consistency:consistency_window",
         "ecdf": "benchpipe.plots.ecdf:ecdf",
+        "grouped_bars": "benchpipe.plots.grouped:grouped_bars",
+        "mean_lines": "benchpipe.plots.grouped:mean_lines",
     },
 }
 

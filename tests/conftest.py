@@ -31,7 +31,19 @@ HARNESS = (
     "/snakemake ",
     "wrk ",
     "wrk2 ",
+    # A Ray runtime (the ExoFlow suite): its head, daemons and workers, and the drivers.
+    "-m exoflow",
+    "ray start",
+    "/raylet",
+    "/gcs_server",
+    "ray::",
+    "default_worker.py",
 )
+
+
+def ray_processes(mine_only: bool = True) -> list[str]:
+    """A Ray runtime's processes (head, gcs_server, raylet, workers, agents)."""
+    return harness_processes(mine_only, ("ray start", "/raylet", "/gcs_server", "ray::", "default_worker.py"))
 
 
 def harness_processes(mine_only: bool = False, patterns: tuple[str, ...] = HARNESS) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,21 @@ import pytest
 ray = pytest.importorskip("ray")
 from exoflow import engine  # noqa: E402
 
+from tests.conftest import ray_processes  # noqa: E402
+
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def no_stray_stack():
+    """The module's one Ray runtime outlives each test (its workers come and go); `runtime` checks
+    that nothing of it outlives the module."""
+    yield
 
 
 @pytest.fixture(scope="module")
 def runtime():
+    before = set(ray_processes())
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -27,6 +38,10 @@ def runtime():
     )
     yield
     ray.shutdown()
+    deadline = time.monotonic() + 15
+    while (left := [p for p in ray_processes() if p not in before]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"Ray processes outlived the module: {left}"
 
 
 def _count(path: Path) -> int:

@@ -25,7 +25,8 @@ argv (the same argv plus `resume_args`) against the same storage; the point's du
 the crashed run's start (the artifact's rule). Every run, the crash and the restart are recorded in
 <label>.json (the point's manifest carries it as `generator.job`).
 
-settings: argv (list; placeholders {python}, {result}, {storage_dir}, {workflow_id}, {out_dir} and
+settings: argv (list; placeholders {python}, {system} (the baseline's), {endpoint} (the stack's
+gateway), {result}, {storage_dir}, {workflow_id}, {out_dir} and
 the point's parameters), resume_args (["--resume"]), timeout_s (900), failure_param ("failure": the
 point parameter naming the injected failure; "none" or absent = none), result_duration_key
 ("duration_s": the driver JSON's duration, what the summary reads).
@@ -84,7 +85,7 @@ class JobGenerator:
             raise TypeError(f"the job kind needs a stack with run_job (a Ray deployer), got {type(stack).__name__}")
         self.stack, self.spec = stack, spec
 
-    def _argv(self, out_dir: Path, run_dir: Path, extra: list[str]) -> list[str]:
+    def _argv(self, out_dir: Path, run_dir: Path, extra: list[str], endpoint: str = "") -> list[str]:
         argv = self.s.get("argv")
         if not argv:
             raise ValueError("workload.settings.argv: the job kind needs the driver's command line")
@@ -92,8 +93,10 @@ class JobGenerator:
         values = {
             **params,
             "python": sys.executable,
+            "system": str(self.spec.get("system", "")),
             "result": str(run_dir / RESULT_NAME),
             "out_dir": str(out_dir),
+            "endpoint": endpoint,  # the stack's gateway (a server the driver talks to), if any
             "storage_dir": str(self.stack.storage_dir),  # type: ignore[union-attr]
             "workflow_id": f"{self.spec.get('point', 'job')}-{self.spec.get('config_hash', '')[:8]}",
         }
@@ -116,7 +119,7 @@ class JobGenerator:
         runs: list[dict[str, Any]] = []
         record: dict[str, Any] = {"failure": failure, "runs": runs}
         first = out_dir / f"{label}.run1"
-        res = self.stack.run_job(self._argv(out_dir, first, []), env, timeout_s, first)
+        res = self.stack.run_job(self._argv(out_dir, first, [], target), env, timeout_s, first)
         runs.append(res.to_dict())
         last = res
         if res.crashed_at is not None:
@@ -127,7 +130,7 @@ class JobGenerator:
             record["restarted"] = {"start": t0, "end": time.time()}
             second = out_dir / f"{label}.run2"
             extra = list(self.s.get("resume_args", ["--resume"]))
-            last = self.stack.run_job(self._argv(out_dir, second, extra), env, timeout_s, second)
+            last = self.stack.run_job(self._argv(out_dir, second, extra, target), env, timeout_s, second)
             runs.append(last.to_dict())
         if last.returncode != 0 or last.result is None:
             why = "timed out" if last.returncode is None else f"exited with {last.returncode}"

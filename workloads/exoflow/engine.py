@@ -183,6 +183,23 @@ class StepFailed(RuntimeError):
     pass
 
 
+_SYSTEM = (
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.RayActorError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OwnerDiedError,
+    ray.exceptions.NodeDiedError,
+)
+
+
+def system_failure(e: BaseException) -> bool:
+    """A killed worker, actor or lost object (recovered), not an error of the step's own code."""
+    if isinstance(e, _SYSTEM):
+        return True
+    cause = getattr(e, "cause", None)
+    return isinstance(e, ray.exceptions.RayTaskError) and isinstance(cause, _SYSTEM)
+
+
 @dataclass
 class _State:
     out: Any = None  # ObjectRef of the output
@@ -200,7 +217,13 @@ class Executor:
     write and recovery is an event (self.events, and storage's events.jsonl)."""
 
     def __init__(
-        self, storage_root: str | Path, workflow_id: str, max_recoveries: int = 3, failure: str | None = None
+        self,
+        storage_root: str | Path,
+        workflow_id: str,
+        max_recoveries: int = 3,
+        failure: str | None = None,
+        persister: Any = None,
+        events_file: bool = True,
     ) -> None:
         self.storage = Storage(storage_root, workflow_id)
         # The injected failure (default $EXOFLOW_FAILURE) and where its fired marker goes.
@@ -210,22 +233,25 @@ class Executor:
         )
         self.workflow_id = workflow_id
         self.max_recoveries = max_recoveries
-        self.persister = Persister.remote()
+        # One persister per controller; a server running many workflows passes its own.
+        self.persister = persister if persister is not None else Persister.remote()
         self.states: dict[str, _State] = {}
         self.events: list[dict[str, Any]] = []
-        self._log = open(self.storage.dir / "events.jsonl", "a")  # noqa: SIM115 - closed in close()
+        self._log = open(self.storage.dir / "events.jsonl", "a") if events_file else None  # noqa: SIM115
         self._lock = threading.Lock()
         self._done: set[str] = set()  # steps whose current execution finished
 
     def close(self) -> None:
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
     def _event(self, name: str, event: str, **extra: Any) -> None:
         rec = {"step": name, "event": event, "t": time.time(), **extra}
         with self._lock:
             self.events.append(rec)
-            self._log.write(json.dumps(rec) + "\n")
-            self._log.flush()
+            if self._log is not None:
+                self._log.write(json.dumps(rec) + "\n")
+                self._log.flush()
 
     # A persist_crash trigger is the persister's to carry out; the controller decides when it is due.
     def _persist_crash_due(self, name: str) -> bool:
@@ -243,8 +269,10 @@ class Executor:
             return st
         gates = []
         for dep in s.after:
-            d = self._submit(dep, steps)
-            if d.info is not None:
+            # An ordering dependency (the artifact's `>>`) orders steps of this run; a step that is
+            # not running (loaded, or not needed since a resume) is not run only to honour it.
+            d = self.states.get(dep.name)
+            if d is not None and d.info is not None:
                 gates.append(d.info)
         resolved: dict[int, Any] = {}
         for up in s.inputs():
@@ -309,7 +337,6 @@ class Executor:
             if other is None:
                 steps[s.name] = s
                 todo.extend(s.inputs())
-                todo.extend(s.after)
         for s in outs:
             self._submit(s, steps)
         recoveries: dict[str, int] = {}
@@ -321,9 +348,9 @@ class Executor:
             name = running[ready[0]]
             try:
                 info = ray.get(ready[0])
-            except (ray.exceptions.RayError, StepFailed) as e:
+            except ray.exceptions.RayError as e:
                 recoveries[name] = recoveries.get(name, 0) + 1
-                if recoveries[name] > self.max_recoveries:
+                if not system_failure(e) or recoveries[name] > self.max_recoveries:
                     raise StepFailed(f"step {name} failed {recoveries[name]} times; last: {e}") from e
                 self._recover(steps[name], steps, e)
                 continue

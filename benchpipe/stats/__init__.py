@@ -1,0 +1,1 @@
+"""Statistics: intervals, stability checks, run comparison."""
