@@ -99,7 +99,7 @@ ARTIFACT = {
 
 def test_every_remote_figure_has_the_artifacts_cluster():
     names = remote_experiments()
-    assert {"exoflow_fig7a", "exoflow_fig7b", "exoflow_fig7c", "exoflow_fig8b"} <= set(names)
+    assert set(names) == set(ARTIFACT)  # every ExoFlow figure has its Ray cluster under --profile aws
     for name in names:
         head_t, worker_t, n_workers, head_res, worker_res, pythonpath, cpus = ARTIFACT[name]
         doc, bucket = rendered(name)
@@ -313,7 +313,7 @@ def test_target_file_mistakes_name_the_file_and_key(tmp_path):
 
 # The paper's runs per figure (fact sheet sections 3 and 5; seed README durations), as the plan must
 # price them: on-demand, `ray up` 1200 s + per point (duration + 60 s) + 60 s teardown per cluster.
-PRICE = {"m5.16xlarge": 3.84, "m5.8xlarge": 1.92, "r3.8xlarge": 3.192}
+PRICE = {"m5.16xlarge": 3.84, "m5.8xlarge": 1.92, "r3.8xlarge": 3.192, "g4dn.12xlarge": 5.474, "r3.2xlarge": 0.798}
 
 
 def cluster_cost(points: int, point_s: float, machines: dict[str, int]) -> tuple[float, float]:
@@ -347,6 +347,21 @@ def test_dry_run_plans_every_exoflow_figure_with_machines_hours_and_dollars(tmp_
     # Figure 7(b): five bars, one 420 s run each.
     h, d = cluster_cost(1, 420, {"m5.16xlarge": 1})
     assert f"exoflow_fig7b-reserve-overlapckpt: 1 machines x {h:.2f} h = {h:.1f} instance-hours, ${d:.2f}" in text
+    # Figure 6 (left): 5 configurations x 4 dataset sizes, ~700 s a run, on g4dn.12xlarge + r3.2xlarge.
+    h, d = cluster_cost(4, 700, {"g4dn.12xlarge": 1, "r3.2xlarge": 1})
+    assert (
+        "exoflow_fig6_left/workflow-tasks: 4 to run, 0 done  [cluster node: 1 x g4dn.12xlarge, 1 x r3.2xlarge" in text
+    )
+    assert f"exoflow_fig6_left-hybrid: 2 machines x {h:.2f} h = {2 * h:.1f} instance-hours, ${d:.2f}" in text
+    # Figure 6 (right): 3 modes x (no failure + 5 failure types) at 4x, ~30 min a run.
+    h, d = cluster_cost(6, 1800, {"g4dn.12xlarge": 1, "r3.2xlarge": 1})
+    assert f"exoflow_fig6_right-sync: 2 machines x {h:.2f} h = {2 * h:.1f} instance-hours, ${d:.2f}" in text
+    # Figure 8(c): controllers / CPUs 1..12 for ExoFlow (both series in one run) and Ray.
+    h, d = cluster_cost(12, 120, {"m5.16xlarge": 1})
+    assert "exoflow_fig8c/exoflow: 12 to run" in text
+    assert f"exoflow_fig8c-ray: 1 machines x {h:.2f} h = {h:.1f} instance-hours, ${d:.2f}" in text
+    # Figure 8(a): one run of latency/run.py measures every series.
+    assert "exoflow_fig8a/all: 1 to run, 0 done  [cluster node: 1 x m5.8xlarge" in text
     assert "machines (on-demand):" in text
     assert "total:" in text and "vCPU:" in text
     assert not (tmp_path / "results-aws").exists()
