@@ -6,6 +6,7 @@ fact sheet (reference/seed-exoflow.md), not read back from the renderer."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -53,8 +54,13 @@ SETTINGS = {
 }
 
 
+@functools.cache
 def exoflow(name: str, target: str = "aws"):
     return load_experiment(experiment_files(EXPERIMENTS)[name], {"paper": True}, 1, target)
+
+
+def exp_baseline(name: str) -> str:
+    return exoflow(name).baselines[0]
 
 
 def remote_experiments() -> list[str]:
@@ -68,7 +74,8 @@ def rendered(name: str, baseline: str | None = None) -> tuple[dict, str]:
     baseline = baseline or exp.baselines[0]
     own = exp.data["targets"]["aws"]["provider"]
     # The AMI is the user's to give (config/experiments/exoflow/_aws.yaml leaves it empty).
-    prov = RayClusterProvider({**SETTINGS, **own["settings"], "ami": SETTINGS["ami"], "results_dir": "/tmp/nowhere"})
+    settings = {**SETTINGS, **own["settings"], "ami": SETTINGS["ami"], "results_dir": "/tmp/nowhere"}
+    prov = RayClusterProvider({**settings, "instance_profile": f"benchpipe-a1b2c3d4-{name}-{baseline}"})
     doc, tags, bucket = prov.render(
         exp.machines(exp.baseline(baseline)["cluster"]),
         name=f"{name}-{baseline}",
@@ -121,6 +128,8 @@ def test_every_remote_figure_has_the_artifacts_cluster():
             assert cfg["SecurityGroupIds"] == ["sg-0fedcba9876543210"]
             assert cfg["KeyName"] == "benchpipe"
             assert cfg["InstanceInitiatedShutdownBehavior"] == "terminate"
+            # The cluster's own role on every node (no untagged ray-autoscaler-v1, workers reach S3).
+            assert cfg["IamInstanceProfile"] == {"Name": f"benchpipe-a1b2c3d4-{name}-{exp_baseline(name)}"}
             assert "/etc/benchpipe-expires" in cfg["UserData"]  # the dead-man timer
             for spec in cfg["TagSpecifications"]:
                 tags = {t["Key"]: t["Value"] for t in spec["Tags"]}

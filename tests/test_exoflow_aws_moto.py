@@ -6,12 +6,14 @@ AWS node provider then waits for SSH on the launched instances, which moto's are
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from benchpipe.cloud import managed, s3
+from benchpipe.cloud.iam import project_roles, ray_cluster_policy
 from benchpipe.cloud.session import client
 from benchpipe.cloud.setup import setup
 from benchpipe.cloud.spot import ProvisionError
@@ -78,6 +80,7 @@ def test_failed_ray_up_leaves_no_bucket_and_no_secret(aws, tmp_path):
             baseline="async",
         )
     assert buckets(aws) == before
+    assert project_roles(client(aws, "iam")) == {}  # the cluster's role went with it
     log = Path(aws["results_dir"]) / ".clusters" / "exoflow_fig7c" / "async.ray.log"
     assert "ray up -y --disable-usage-stats --no-config-cache" in log.read_text()
     assert "ray down -y" in log.read_text()  # the cleanup ran `ray down` too
@@ -221,3 +224,26 @@ def test_teardown_terminates_what_ray_down_left_and_keepalive_moves_the_expiry(a
     assert states == {"terminated"}
     assert bucket not in buckets(aws)
     prov.teardown(cluster)  # idempotent
+
+
+def test_cluster_role_is_tagged_and_limited_to_the_run(aws):
+    """The nodes' role as provision makes it: tagged, its profile of the same name, passable only
+    to itself, S3 writes only on the run's bucket, the figure's extra actions."""
+    from benchpipe.cloud.iam import create_cluster_role, delete_cluster_role
+
+    c = client(aws, "iam")
+    policy = ray_cluster_policy("123456789012", "benchpipe-r5-x", "benchpipe-r5-x-bucket", ["airflow:CreateCliToken"])
+    create_cluster_role(c, "benchpipe-r5-x", policy, resource_tags(aws, run_id="r5"))
+    assert project_roles(c)["benchpipe-r5-x"]["run-id"] == "r5"
+    assert c.get_instance_profile(InstanceProfileName="benchpipe-r5-x")["InstanceProfile"]["Roles"][0]["RoleName"] == (
+        "benchpipe-r5-x"
+    )
+    stmts = c.get_role_policy(RoleName="benchpipe-r5-x", PolicyName="benchpipe-run-tables")["PolicyDocument"][
+        "Statement"
+    ]
+    by_action = {json.dumps(st["Action"]): st["Resource"] for st in stmts}
+    assert by_action['"iam:PassRole"'] == "arn:aws:iam::123456789012:role/benchpipe/benchpipe-r5-x"
+    assert by_action['"s3:*"'] == ["arn:aws:s3:::benchpipe-r5-x-bucket", "arn:aws:s3:::benchpipe-r5-x-bucket/*"]
+    assert by_action['["airflow:CreateCliToken"]'] == "*"
+    delete_cluster_role(c, "benchpipe-r5-x")
+    assert project_roles(c) == {}

@@ -125,6 +125,11 @@ def _node_config(
     }
     if placement:
         cfg["Placement"] = {"GroupName": placement}
+    if settings.get("instance_profile"):
+        # The cluster's own tagged role (benchpipe/cloud/iam.py), on the workers too: without it
+        # Ray makes an untagged, account-wide ray-autoscaler-v1 for the head only, and the
+        # workers could not reach the workflow storage.
+        cfg["IamInstanceProfile"] = {"Name": settings["instance_profile"]}
     return cfg
 
 

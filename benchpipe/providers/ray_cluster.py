@@ -147,7 +147,10 @@ class RayClusterProvider:
         return str(found["SecurityGroups"][0]["GroupId"])
 
     def provision(self, spec: dict[str, Any], *, name: str, run_id: str, experiment: str, baseline: str) -> Cluster:
+        from benchpipe.cloud import iam
+
         self.s["security_group_id"] = self._security_group_id()
+        self.s["instance_profile"] = iam.role_name(run_id, name)
         doc, tags, bucket = self.render(
             spec["machines"], name=name, run_id=run_id, experiment=experiment, baseline=baseline
         )
@@ -176,9 +179,15 @@ class RayClusterProvider:
                 "workers": doc["max_workers"],
                 # What the deployer restarts Ray with before each run (restart_ray.sh).
                 "ray": self.s["ray"],
+                "instance_profile": self.s["instance_profile"],
             },
         )
         try:
+            account = client(self.s, "sts").get_caller_identity()["Account"]
+            policy = iam.ray_cluster_policy(
+                account, self.s["instance_profile"], bucket, self.s.get("node_permissions", [])
+            )
+            iam.create_cluster_role(client(self.s, "iam"), self.s["instance_profile"], policy, tags)
             s3.create_bucket(client(self.s, "s3"), bucket, self.s.get("region", "us-east-1"), tags)
             log.info("cluster %s: ray up (%s)", name, yaml_path)
             run_ray(
@@ -285,6 +294,13 @@ class RayClusterProvider:
             if cluster.extra.get("bucket"):
                 try:
                     s3.delete_bucket(client(settings, "s3"), cluster.extra["bucket"])
+                except Exception as e:
+                    errors.append(e)
+            if cluster.extra.get("instance_profile"):  # after the instances that used it
+                from benchpipe.cloud import iam
+
+                try:
+                    iam.delete_cluster_role(client(settings, "iam"), cluster.extra["instance_profile"])
                 except Exception as e:
                     errors.append(e)
         finally:
