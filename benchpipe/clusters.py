@@ -27,10 +27,12 @@ def cluster_file(results: Path, experiment: str, baseline: str) -> Path:
     return results / ".clusters" / experiment / f"{baseline}.json"
 
 
-def provider_for(config: dict[str, Any]) -> Any:
+def provider_for(config: dict[str, Any], own: dict[str, Any] | None = None) -> Any:
+    """The profile's provider, or an experiment's own (`own`: name and settings, which go over
+    the profile's settings: region, key pair, security group)."""
     prov = config["provider"]
-    settings = {**prov.get("settings", {}), "results_dir": config["results_dir"]}
-    return registry.load("provider", prov["name"])(settings)
+    settings = {**prov.get("settings", {}), **((own or {}).get("settings") or {}), "results_dir": config["results_dir"]}
+    return registry.load("provider", (own or prov)["name"])(settings)
 
 
 @contextlib.contextmanager
@@ -78,7 +80,7 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
     with _file_lock(path):
         if path.exists():
             cluster = Cluster.load(path)
-            provider = provider_for(config)
+            provider = provider_for(config, spec.get("provider"))
             lost = lost_hosts(provider, cluster)
             if not lost:
                 keepalive = getattr(provider, "keepalive", None)
@@ -93,10 +95,14 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
             run_id = cluster.run_id  # same run: same tags, same table prefix
         run_id = run_id or secrets.token_hex(4)
         name = f"{spec['experiment']}-{spec['baseline']}"
+        own = spec.get("provider")
         log.info(
-            "provisioning cluster %s (%d machines) with %s", name, len(spec["machines"]), config["provider"]["name"]
+            "provisioning cluster %s (%d machines) with %s",
+            name,
+            len(spec["machines"]),
+            (own or config["provider"])["name"],
         )
-        cluster = provider_for(config).provision(
+        cluster = provider_for(config, own).provision(
             # The deployer too: a provider prepares only what it needs (no swarm for processes).
             {"machines": spec["machines"], "deployer": spec["deployer"]["name"]},
             name=name,
@@ -110,7 +116,7 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
 
 def check_still_whole(config: dict[str, Any], cluster: Cluster, failure: BaseException | None = None) -> None:
     """After a point: a machine lost during it makes the point fail (its numbers are not trusted)."""
-    provider = provider_for(config)
+    provider = provider_for({**config, "provider": {**config["provider"], "name": cluster.provider}})
     lost = lost_hosts(provider, cluster)
     if lost:
         then = "it is retried on a replacement cluster" if getattr(provider, "replaceable", False) else RESUME

@@ -26,9 +26,15 @@ class ClusterPlan:
     machines: dict[str, int]  # instance type -> count
     points: int
     point_s: float  # warm-up + measurement of one point
+    # A provider's own figures (a Ray cluster's `ray up` installs its software; it runs on-demand).
+    market: str | None = None
+    provision_s: float = PROVISION_S
+    point_overhead_s: float = POINT_OVERHEAD_S
 
     def seconds(self) -> float:
-        return PROVISION_S + self.points * (self.point_s + POINT_OVERHEAD_S) + TEARDOWN_S if self.points else 0.0
+        if not self.points:
+            return 0.0
+        return self.provision_s + self.points * (self.point_s + self.point_overhead_s) + TEARDOWN_S
 
     def vcpus(self, prices: dict[str, Any]) -> int:
         return sum(prices["vcpus"].get(t, 8) * n for t, n in self.machines.items())
@@ -57,16 +63,17 @@ def plan_cost(
     quota_vcpus: int | None = None,
     max_concurrent: int = 1,
 ) -> dict[str, Any]:
-    table = {} if market == "owned" else prices["spot" if market == "spot" else "on_demand"]
     hours = dollars = 0.0
     rows = []
     for c in clusters:
+        m = market if market == "owned" else c.market or market
+        table = {} if m == "owned" else prices["spot" if m == "spot" else "on_demand"]
         h = c.seconds() / 3600
         n = sum(c.machines.values())
         d = sum(h * k * table.get(t, prices["on_demand"].get(t, 0.0)) for t, k in c.machines.items()) if table else 0.0
         hours += h * n
         dollars += d
-        rows.append({"cluster": c.name, "machines": n, "hours": h, "instance_hours": h * n, "dollars": d})
+        rows.append({"cluster": c.name, "machines": n, "hours": h, "instance_hours": h * n, "dollars": d, "market": m})
     busy = [c for c in clusters if c.points]
     largest = max((c.vcpus(prices) for c in busy), default=0)
     concurrent = max(1, min(max_concurrent, len(busy)))
@@ -86,10 +93,14 @@ def plan_cost(
 
 def cost_text(cost: dict[str, Any], market: str) -> str:
     priced = market != "owned"  # existing hosts cost time, not money
-    lines = [f"  machines ({market}):"]
+    # Clusters of a provider that says its own market (Ray clusters: on-demand) are named so.
+    markets = sorted({r.get("market") or market for r in cost["rows"] if r["hours"]}) or [market]
+    lines = [f"  machines ({', '.join(markets)}):"]
     for r in cost["rows"]:
         if r["hours"]:
             money = f", ${r['dollars']:.2f}" if priced else ""
+            if priced and len(markets) > 1:
+                money += f" ({r['market']})"
             lines.append(
                 f"    {r['cluster']}: {r['machines']} machines x {r['hours']:.2f} h = "
                 f"{r['instance_hours']:.1f} instance-hours{money}"

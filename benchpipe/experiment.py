@@ -266,8 +266,46 @@ def _baselines_from(raw: dict[str, Any], base: dict[str, Any], path: Path) -> di
     return {**raw, "baselines": out}
 
 
-def load_experiment(path: str | Path, scale: dict[str, Any] | None = None, repetitions: int = 1) -> Experiment:
-    """Read, merge `extends`, validate (defaults filled), check and scale an experiment file."""
+TARGETS = ("local", "ssh", "aws")
+
+
+def _with_target_files(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The suite's per-target settings kept apart from the experiment files: `_<target>.yaml` next
+    to them (config/experiments/exoflow/_aws.yaml) gives `targets.<target>` of the experiments it
+    lists under `experiments:` (its `defaults:` under each), over the file's own."""
+    name = path.stem
+    for target in TARGETS:
+        side = path.parent / f"_{target}.yaml"
+        if not side.exists():
+            continue
+        data = read_yaml(side)
+        if not isinstance(data, dict) or not isinstance(data.get("experiments", {}), dict):
+            raise ConfigError(
+                f"{side}: experiments: expected a mapping of experiment names to targets.{target} settings"
+            )
+        own = data.get("experiments", {}).get(name)
+        if own is None:
+            continue
+        if not isinstance(own, dict):
+            raise ConfigError(f"{side}: experiments.{name}: expected a mapping, got {type(own).__name__}")
+        targets = dict(raw.get("targets") or {})
+        targets[target] = deep_merge(deep_merge(data.get("defaults") or {}, targets.get(target) or {}), own)
+        raw = {**raw, "targets": targets}
+    return raw
+
+
+def for_target(raw: dict[str, Any], target: str | None) -> dict[str, Any]:
+    """The experiment as it runs on `target`: `targets.<target>.experiment` (cluster shapes, sweep,
+    durations of the paper's machines) merged over the file."""
+    own = ((raw.get("targets") or {}).get(target) or {}).get("experiment") if target else None
+    return deep_merge(raw, own) if isinstance(own, dict) else raw
+
+
+def load_experiment(
+    path: str | Path, scale: dict[str, Any] | None = None, repetitions: int = 1, target: str | None = None
+) -> Experiment:
+    """Read, merge `extends` and the suite's per-target files, apply the target's own settings,
+    validate (defaults filled), check and scale an experiment file."""
     path = Path(path)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -281,6 +319,7 @@ def load_experiment(path: str | Path, scale: dict[str, Any] | None = None, repet
             raise ConfigError(f"{path.parent / base_name}: (top level): expected a mapping of keys")
         raw = deep_merge(base, _baselines_from(raw, base, path))
     raw = _baselines_from(raw, raw, path)
+    raw = for_target(_with_target_files(raw, path), target)
     data = validate(raw, "experiment.schema.yaml", str(path))
     if data["name"] != path.stem:
         raise ConfigError(f"{path}: name: expected {path.stem!r} (the file name), got {data['name']!r}")

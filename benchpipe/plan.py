@@ -30,7 +30,9 @@ def point_status(
     return out
 
 
-def cluster_plans(exps: list[Experiment], results: Path, repetitions: int, only: Keys | None = None) -> list[Any]:
+def cluster_plans(
+    exps: list[Experiment], results: Path, repetitions: int, only: Keys | None = None, target: str | None = None
+) -> list[Any]:
     from benchpipe.cost import ClusterPlan
 
     by_name = {e.name: e for e in exps}
@@ -40,7 +42,19 @@ def cluster_plans(exps: list[Experiment], results: Path, repetitions: int, only:
         base = exp.baseline(b)
         wl = {**exp.data["workload"], **base.get("workload", {})}
         machines = Counter(m.get("instance_type", "?") for m in exp.machines(base["cluster"]))
-        plans.append(ClusterPlan(f"{exp_name}-{b}", dict(machines), len(st["run"]), wl["warmup_s"] + wl["measure_s"]))
+        # An experiment's own provider (a Ray cluster) says what its clusters take beyond the points.
+        own = ((exp.data.get("targets", {}).get(target or "", {}).get("provider") or {}).get("settings") or {}).get(
+            "plan", {}
+        )
+        plans.append(
+            ClusterPlan(
+                f"{exp_name}-{b}",
+                dict(machines),
+                len(st["run"]),
+                wl["warmup_s"] + wl["measure_s"],
+                **{k: own[k] for k in ("market", "provision_s", "point_overhead_s") if k in own},
+            )
+        )
     return plans
 
 
@@ -71,6 +85,9 @@ def plan_text(
                 if len(owned) <= 3
                 else f"{len(owned)} hosts"
             )
+        own_provider = exp.data.get("targets", {}).get(target, {}).get("provider")
+        if own_provider:
+            cluster += f"; provider {own_provider['name']}"
         own = exp.data.get("targets", {}).get(target, {}).get("deployer")
         if own:
             cluster += f"; deployer {own['name']}"
@@ -90,7 +107,7 @@ def plan_text(
 
         settings = (provider or {}).get("settings", {})
         prices = load_prices()
-        plans = cluster_plans(exps, results, repetitions, only)
+        plans = cluster_plans(exps, results, repetitions, only, target)
         market = "on-demand" if settings.get("market") == "on-demand" else "spot"
         if target == "ssh":
             market = "owned"  # existing hosts: time, not money

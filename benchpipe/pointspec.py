@@ -14,7 +14,7 @@ from benchpipe import stackspec
 from benchpipe.experiment import Experiment, Point
 from benchpipe.generators.templates import data_file_refs
 from benchpipe.generators.templates import resolve_data_files as resolve_mix_files
-from benchpipe.targets import deployer_for, refuse_unsupported
+from benchpipe.targets import deployer_for, provider_of, refuse_unsupported
 
 
 def canonical_hash(data: Any) -> str:
@@ -120,6 +120,9 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "target": config["target"],
         "summary_metrics": exp.data["summary"]["metrics"],
     }
+    own = provider_of(config, exp)
+    if own:  # only where an experiment has its own provider: other points keep their hashes
+        spec["provider"] = own
     if refs:  # only where used: other experiments' hashes (and finished points) stay as they were
         spec["workload"]["data_files"] = {ref: config["data_files"][ref] for ref in refs}
     spec["config_hash"] = canonical_hash(spec)

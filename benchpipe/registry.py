@@ -11,12 +11,14 @@ _PLUGINS: dict[str, dict[str, str]] = {
         "local": "benchpipe.providers.local:LocalProvider",
         "ssh": "benchpipe.providers.ssh:SshProvider",
         "aws": "benchpipe.providers.aws:AwsProvider",
+        "ray-cluster": "benchpipe.providers.ray_cluster:RayClusterProvider",
     },
     "deployer": {
         "process": "benchpipe.deployers.process:ProcessDeployer",
         "swarm": "benchpipe.deployers.swarm:SwarmDeployer",
         "remote-process": "benchpipe.deployers.remote_process:RemoteProcessDeployer",
         "knative": "benchpipe.deployers.knative:KnativeDeployer",
+        "ray-cluster": "benchpipe.deployers.ray_cluster:RayClusterDeployer",
         "ray": "benchpipe.deployers.ray_local:RayDeployer",
     },
     "generator": {

@@ -1,5 +1,6 @@
 """What an experiment says about the run target (`targets:` in its file): its own deployer there
-(Pronghorn's remote-process deployer on a CRIU host under --profile ssh), or that it cannot run
+(Pronghorn's remote-process deployer on a CRIU host under --profile ssh), its own provider there
+(ExoFlow's Ray clusters through `ray up` under --profile aws), or that it cannot run
 there (Figure 5 and Tables 4-5 locally: no CRIU, and a JVM cannot be snapshotted by fork)."""
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ def deployer_for(config: dict[str, Any], exp: Experiment) -> dict[str, Any]:
     if own:
         return {"name": own["name"], "settings": dict(own.get("settings", {}))}
     return config["deployer"]
+
+
+def provider_of(config: dict[str, Any], exp: Experiment) -> dict[str, Any] | None:
+    """The experiment's own provider on this target (ExoFlow's ray-cluster on aws), or None."""
+    own = exp.data.get("targets", {}).get(config["target"], {}).get("provider")
+    return {"name": own["name"], "settings": dict(own.get("settings", {}))} if own else None
+
+
+def own_providers(config: dict[str, Any], exps: list[Experiment]) -> dict[str, dict[str, Any] | None]:
+    """Per experiment, its own provider on this target (None: the profile's)."""
+    return {e.name: provider_of(config, e) for e in exps}
 
 
 def unsupported(config: dict[str, Any], exp: Experiment) -> str | None:

@@ -45,7 +45,7 @@ try:
     # `suite` says; `suite` (and `experiments`, default: all of it) choose what rule all builds.
     SUITE_NAMES = suite_experiments(config["experiments_dir"], config["suite"])
     EXPERIMENTS = {
-        name: load_experiment(path, config["scale"], config["repetitions"])
+        name: load_experiment(path, config["scale"], config["repetitions"], config["target"])
         for name, path in experiment_files(config["experiments_dir"]).items()
     }
     # Rule all leaves out what this target cannot run (named once); asked for by name, it is refused.
@@ -459,8 +459,14 @@ def preflight_or_stop():
     if config["target"] == "local":
         return
     from benchpipe.clusters import provider_for
+    from benchpipe.targets import own_providers
 
-    problems = provider_for(config).preflight()
+    # Experiments with their own provider on this target (ExoFlow's Ray clusters) are checked by
+    # it; the profile's provider is checked when some reached experiment uses it.
+    own = own_providers(config, REACHED)
+    problems = [] if own and all(own.values()) else provider_for(config).preflight()
+    for prov in {json.dumps(p, sort_keys=True): p for p in own.values() if p}.values():
+        problems += provider_for(config, prov).preflight()
     if problems:
         raise WorkflowError(
             "preflight: nothing was launched; fix these first:\n  " + "\n  ".join(problems)

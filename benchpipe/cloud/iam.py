@@ -39,6 +39,35 @@ def table_policy(region: str, account: str, prefix: str) -> dict[str, Any]:
     }
 
 
+def ray_cluster_policy(
+    account: str, role: str, bucket: str, extra_actions: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A Ray cluster's nodes (ray-cluster provider): the head's autoscaler launches and ends the
+    workers with this same profile; every node reads and writes the run's bucket (workflow
+    storage) and reads datasets; `extra_actions` are what the figure's driver calls (Lambda, Step
+    Functions, MWAA...), which the artifact reached with the user's own credentials copied over."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "ec2:RunInstances",
+                "ec2:TerminateInstances",
+                "ec2:StartInstances",
+                "ec2:StopInstances",
+                "ec2:CreateTags",
+                "ec2:Describe*",
+            ],
+            "Resource": "*",
+        },
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": f"arn:aws:iam::{account}:role{PATH}{role}"},
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]},
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"},
+    ]
+    if extra_actions:
+        statements.append({"Effect": "Allow", "Action": sorted(extra_actions), "Resource": "*"})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
 def role_name(run_id: str, cluster: str) -> str:
     return f"benchpipe-{run_id}-{cluster}"[:64]  # IAM's limit for role names
 

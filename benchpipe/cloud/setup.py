@@ -126,8 +126,9 @@ def setup(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def preflight(settings: dict[str, Any]) -> list[str]:
-    """What is missing before anything may be launched, each with what to do."""
+def preflight(settings: dict[str, Any], check_ami: bool = True) -> list[str]:
+    """What is missing before anything may be launched, each with what to do (check_ami: False
+    where the caller has said already that no AMI is given)."""
     problems: list[str] = []
     region = settings.get("region", DEFAULT_REGION)
     known = known_regions()
@@ -157,7 +158,7 @@ def preflight(settings: dict[str, Any]) -> list[str]:
     except ClientError as e:
         problems.append(f"provider.settings.zones/region: {e.response['Error']['Message']}")
     try:
-        if not ec2.describe_images(ImageIds=[settings.get("ami", "ami-0cfb31bd9b06138c7")])["Images"]:
+        if check_ami and not ec2.describe_images(ImageIds=[settings.get("ami", "ami-0cfb31bd9b06138c7")])["Images"]:
             problems.append(f"provider.settings.ami: {settings.get('ami')} not found in {settings.get('region')}")
     except ClientError as e:
         problems.append(f"provider.settings.ami: {e.response['Error']['Message']}")

@@ -55,4 +55,4 @@ def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
 
 
 def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in tags or []}
+    return {t["Key"]: t.get("Value", "") for t in tags or []}

@@ -272,6 +272,14 @@ def janitor(settings: dict[str, Any], live_runs: set[str], now: Any = None) -> l
             if dead(tags):
                 iam.delete_cluster_role(iam_client, role)
                 removed.append(f"role {role}")
+        # Workflow storage of Ray clusters (the ray-cluster provider), with everything in it.
+        from benchpipe.cloud import s3
+
+        s3_client = client(settings, "s3")
+        for bucket, tags in s3.project_buckets(s3_client).items():
+            if dead(tags):
+                s3.delete_bucket(s3_client, bucket)
+                removed.append(f"bucket {bucket}")
     finally:
         signal.signal(signal.SIGINT, previous)
     return removed
