@@ -172,7 +172,7 @@ def _reduce(
         if n > 1:
             iv = median_interval([v for v in values if v is not None], confidence, kind="repetitions")
             estimate: Any = iv.estimate if iv.n else None
-            if m in FAMILY_FLOATS_FOR_OUTLIERS or m.endswith("_ms") or m.endswith("_rps"):
+            if m in OUTLIER_COLUMNS or (m.endswith("_ms") and m != "send_lag_ms"):
                 flag = check_outlier_reps(m, [math.nan if v is None else v for v in values], th)
                 if flag:
                     flags.append(flag)
@@ -194,8 +194,8 @@ def _reduce(
     return [row]
 
 
-# Columns whose repetitions are compared (outlier_rep) besides latencies (_ms) and rates (_rps).
-FAMILY_FLOATS_FOR_OUTLIERS = ("throughput",)
+# Columns whose repetitions are compared (outlier_rep) besides latencies (_ms, not the send lag).
+OUTLIER_COLUMNS = ("achieved_rps", "throughput")
 
 
 def write_summary(df: pl.DataFrame, parquet: Path, csv: Path | None) -> None:

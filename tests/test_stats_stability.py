@@ -76,6 +76,8 @@ def test_warmup_still_falling_is_flagged_with_its_slope():
 def test_outlier_repetition_and_errors_and_views():
     assert check_outlier_reps("p50_ms", [10.0, 10.4, 9.8, 10.1, 30.0], TH).detail.startswith("p50_ms: rep 5 = 30")
     assert check_outlier_reps("p50_ms", [10.0, 10.4, 9.8], TH) is None
+    # Three close values (measured): the MAD is the smaller gap, 0.001; 2.4% off is no outlier.
+    assert check_outlier_reps("p50_ms", [0.319, 0.32, 0.3275], TH) is None
     assert check_errors(5, 1000, TH) is None and check_errors(50, 1000, TH).name == "errors"
     assert check_views(3.0, 2100.0, 0.0, TH).name == "views_disagree"
     assert check_views(3.0, 4.0, 0.001, TH) is None

@@ -51,27 +51,13 @@ class PointCheck:
         return [f.name for f in self.flags]
 
 
-def _report(raw: Path) -> dict[str, Any]:
+def _json(path: Path) -> dict[str, Any]:
+    """A raw JSON file as a dict; {} when it is missing or not a JSON object (checked elsewhere)."""
     try:
-        rep = json.loads((raw / "measure.json").read_text())
+        got = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return rep if isinstance(rep, dict) else {}
-
-
-def _warmup_report(raw: Path) -> dict[str, Any]:
-    try:
-        rep = json.loads((raw / "warmup.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return rep if isinstance(rep, dict) else {}
-
-
-def _timing(raw: Path) -> dict[str, Any]:
-    try:
-        return json.loads((raw / "timing.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return got if isinstance(got, dict) else {}
 
 
 def client_view(rep: Mapping[str, Any]) -> dict[str, float | None]:
@@ -112,8 +98,8 @@ def check_point(
     numbers already computed for it (p50_ms, p99_ms, mean_ms, dropped_share), if any; `within`:
     also its within-run intervals (a point measured once)."""
     out = PointCheck()
-    rep = _report(raw)
-    timing = _timing(raw)
+    rep = _json(raw / "measure.json")
+    timing = _json(raw / "timing.json")
     out.client = client_view(rep)
     if rep:
         out.flags += [
@@ -138,7 +124,7 @@ def check_point(
                 out.flags.append(flag)
         if "warmup_start" in timing and "warmup_end" in timing:
             w0, w1 = float(timing["warmup_start"]), float(timing["warmup_end"])
-            warm = _warmup_report(raw)
+            warm = _json(raw / "warmup.json")
             if warm.get("duration_s"):
                 w1 = min(w1, w0 + float(warm["duration_s"]))
             # Per second; a warm-up shorter than 8 s (the local scale) in eighths, to see a trend.

@@ -10,7 +10,8 @@ Flags (names as they appear in a summary's `flags` column):
                   `stall_min_gap_ms`
   fell_behind     the load generator could not offer its target rate (its own judgement)
   errors          errors and timeouts above `max_error_share` of the requests sent
-  outlier_rep     a repetition outside median +- `outlier_mads` x MAD of the repetitions
+  outlier_rep     a repetition outside median +- `outlier_mads` x MAD of the repetitions and over
+                  `outlier_min_rel` of the median away
   warmup_short    the warm-up's per-second p50 still trending at its end (Theil-Sen over its last
                   half, interval excluding 0, change above `warmup_min_change`)
   views_disagree  the client's p99 (the generator's, from the intended send time) over
@@ -43,6 +44,7 @@ class Thresholds:
     stall_min_gap_ms: float = 100.0
     max_error_share: float = 0.01
     outlier_mads: float = 3.0
+    outlier_min_rel: float = 0.05
     warmup_min_change: float = 0.25
     views_max_ratio: float = 5.0
     views_min_gap_ms: float = 100.0
@@ -185,9 +187,10 @@ def outlier_repetitions(values: Sequence[float], th: Thresholds) -> list[int]:
         return []
     med = float(np.median(v[ok]))
     mad = float(stats.median_abs_deviation(v[ok]))
-    # Equal repetitions have MAD 0: a floor of 1% of the median keeps rounding noise from counting.
-    mad = max(mad, 0.01 * abs(med), 1e-12)
-    return [i for i in range(v.size) if ok[i] and abs(v[i] - med) > th.outlier_mads * mad]
+    # With three values the MAD is the smaller of two gaps, often tiny: a repetition also has to be
+    # `outlier_min_rel` of the median away to count.
+    limit = max(th.outlier_mads * mad, th.outlier_min_rel * abs(med), 1e-12)
+    return [i for i in range(v.size) if ok[i] and abs(v[i] - med) > limit]
 
 
 def check_outlier_reps(metric: str, values: Sequence[float], th: Thresholds) -> Flag | None:
@@ -196,7 +199,10 @@ def check_outlier_reps(metric: str, values: Sequence[float], th: Thresholds) -> 
         return None
     med = float(np.nanmedian(np.asarray(values, dtype=float)))
     reps = ", ".join(f"rep {i + 1} = {float(values[i]):.3g}" for i in out)
-    return Flag("outlier_rep", f"{metric}: {reps}; median {med:.3g} (limit {th.outlier_mads:g} MAD)")
+    return Flag(
+        "outlier_rep",
+        f"{metric}: {reps}; median {med:.3g} (limits {th.outlier_mads:g} MAD and {th.outlier_min_rel:.0%})",
+    )
 
 
 def check_warmup(series: Series, th: Thresholds) -> Flag | None:
