@@ -3,7 +3,7 @@
 Runs `snakemake figures/hotel.png` (the README's main job) into a scratch results folder, reads
 every point's timing from its manifest, and prints the overhead against the 2 s target.
 
-    python benchmarks/harness_overhead.py [--experiment hotel] [--keep]
+    python benchmarks/harness_overhead.py [--figure hotel] [--repetitions N] [--keep]
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--figure", default="hotel")
     ap.add_argument("--keep", action="store_true", help="keep the scratch results folder")
+    ap.add_argument("--repetitions", type=int, default=1, help="--config repetitions=N (each point N times)")
+    ap.add_argument("--config", nargs="*", default=[], help="more KEY=VALUE for snakemake --config")
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="benchpipe-overhead-"))
     results, figures = scratch / "results", scratch / "figures"
@@ -38,6 +40,8 @@ def main() -> int:
         "--config",
         f"results_dir={results}",
         f"figures_dir={figures}",
+        f"repetitions={args.repetitions}",
+        *args.config,
     ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)

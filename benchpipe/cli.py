@@ -63,6 +63,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_summarize(args: argparse.Namespace) -> None:
+    import polars as pl
+
     from benchpipe.summarize import summarize, write_summary
 
     config = _config(args)
@@ -80,8 +82,20 @@ def cmd_summarize(args: argparse.Namespace) -> None:
             raise ConfigError(f"{owner.source}: figures: no figure named {args.figure!r}")
         exps = {n: load_configured_experiment(config, n) for n in figure_experiments(fig, owner.name)}
         points = drawn_points(fig, owner.name, exps, config["repetitions"]).get(exp.name, [])
-    df = summarize(exp, Path(config["results_dir"]), config["repetitions"], points)
+    from benchpipe.stats.stability import Thresholds
+
+    stability = config.get("stability") or {}
+    df = summarize(
+        exp,
+        Path(config["results_dir"]),
+        config["repetitions"],
+        points,
+        Thresholds.from_config(stability),
+        float(stability.get("confidence", 0.95)),
+    )
     write_summary(df, Path(args.parquet), Path(args.csv) if args.csv else None)
+    for row in df.filter(pl.col("flags") != "").iter_rows(named=True) if "flags" in df.columns else []:
+        log.warning("%s/%s flagged: %s", row["baseline"], row["point"], row["flag_detail"])
     behind = df.filter(df["fell_behind"]) if "fell_behind" in df.columns else df.clear()
     for row in behind.iter_rows(named=True):
         log.warning("%s/%s: generator fell behind (%s)", row["baseline"], row["point"], row["fell_behind_reason"])

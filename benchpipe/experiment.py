@@ -80,18 +80,26 @@ class Experiment:
                 return p
         return RATE_PARAM_DEFAULT if RATE_PARAM_DEFAULT in self.data["sweep"] else None
 
-    def point_name(self, params: dict[str, Any], repetition: int, repetitions: int) -> str:
+    def point_name(self, params: dict[str, Any], repetition: int = 1) -> str:
+        """The point's folder name: its parameters, and `_r<k>` from the second repetition on.
+        Repetition 1 keeps the plain name, so raising `repetitions` keeps every point measured
+        before and only adds repetitions 2..N."""
         parts = [f"{self.param_meta(p).get('short', p)}{format_value(v)}" for p, v in params.items()]
         name = "_".join(parts)
-        return f"{name}_r{repetition}" if repetitions > 1 else name
+        return f"{name}_r{repetition}" if repetition > 1 else name
+
+    def repetitions(self, configured: int = 1) -> int:
+        """How many times each point is measured: the experiment's own `repetitions` (the paper's
+        rounds) if its file sets one, else the configured number."""
+        return int(self.data.get("repetitions") or configured)
 
     def points(self, baseline: str, repetitions: int = 1) -> list[Point]:
         sweep = self.sweep(baseline)
         out = []
         for values in itertools.product(*sweep.values()):
             params = dict(zip(sweep, values, strict=True))
-            for rep in range(1, repetitions + 1):
-                out.append(Point(self.name, baseline, self.point_name(params, rep, repetitions), params, rep))
+            for rep in range(1, self.repetitions(repetitions) + 1):
+                out.append(Point(self.name, baseline, self.point_name(params, rep), params, rep))
         return out
 
     def mix(self, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,13 +67,42 @@ class Lease:
         tmp.write_text(json.dumps(rec, indent=1, sort_keys=True))
         os.replace(tmp, self.path)
 
-    def try_acquire(self, holder: str) -> dict[str, Any] | None:
-        """Take the lease for `holder` (a point folder) if it is free, stale, or already its own.
-        Returns the lease record, or None when another live point holds it."""
+    @property
+    def waiting_path(self) -> Path:
+        return self.path.with_suffix(".waiting")
+
+    def _waiting(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.waiting_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _set_waiting(self, holder: str, rank: int | None) -> None:
+        """Record (rank given) or forget (None) that `holder` waits for this lease."""
+        with self._locked():
+            waiting = {h: w for h, w in self._waiting().items() if h != holder and _alive(int(w.get("pid", -1)))}
+            if rank is not None:
+                waiting[holder] = {"rank": rank, "pid": os.getpid()}
+            tmp = self.waiting_path.with_suffix(".wtmp")
+            tmp.write_text(json.dumps(waiting, sort_keys=True))
+            os.replace(tmp, self.waiting_path)
+
+    def try_acquire(self, holder: str, rank: int | None = None) -> dict[str, Any] | None:
+        """Take the lease for `holder` (a point folder) if it is free, stale, or already its own,
+        and no live waiter of a lower `rank` (an earlier repetition) waits for it. Returns the
+        lease record, or None when another live point holds it or goes first."""
         with self._locked():
             rec = self.read()
             if rec is not None and rec["holder"] != holder and not stale(rec):
                 return None
+            if rank is not None and (rec is None or rec["holder"] != holder):
+                earlier = [
+                    h
+                    for h, w in self._waiting().items()
+                    if h != holder and w.get("rank", rank) < rank and _alive(int(w.get("pid", -1)))
+                ]
+                if earlier:
+                    return None
             if rec is None or rec["holder"] != holder:
                 if rec is not None:
                     log.warning("lease of %s: the hold of %s is stale; taking it", self.key, rec["holder"])
@@ -86,14 +115,46 @@ class Lease:
             self._write(rec)
             return rec
 
-    def acquire(self, holder: str, poll_s: float = 0.2, say_every_s: float = 30.0) -> dict[str, Any]:
+    def acquire(
+        self,
+        holder: str,
+        poll_s: float = 0.2,
+        say_every_s: float = 30.0,
+        rank: int | None = None,
+        before: Sequence[str] = (),
+        grace_s: float = 5.0,
+    ) -> dict[str, Any]:
         """Wait until the lease is `holder`'s; give up if the scheduler that started this job is gone
-        (a killed Snakemake: nobody would ever run the holder's next stage)."""
+        (a killed Snakemake: nobody would ever run the holder's next stage). Waiters with a `rank`
+        (the point's repetition) go in rank order: repetition 1 of every waiting point before any
+        repetition 2, so one point's repetitions are never measured back to back. `before`: points
+        of lower rank under way (provisioned, not collected) whose deploys Snakemake may be starting
+        at this moment: they get up to `grace_s` to queue (a point that failed never does)."""
+        if rank is None or (self.read() or {}).get("holder") == holder:
+            return self._acquire(holder, poll_s, say_every_s, None)
+        self._set_waiting(holder, rank)
+        try:
+            self._let_earlier_queue(holder, before, grace_s, poll_s)
+            return self._acquire(holder, poll_s, say_every_s, rank)
+        finally:
+            with contextlib.suppress(OSError):
+                self._set_waiting(holder, None)
+
+    def _let_earlier_queue(self, holder: str, before: Sequence[str], grace_s: float, poll_s: float) -> None:
+        deadline = time.monotonic() + grace_s
+        while before and time.monotonic() < deadline:
+            rec = self.read() or {}
+            queued = set(self._waiting()) | {rec.get("holder")}
+            if all(h in queued or Path(h, "deploy.json").exists() or Path(h, "manifest.json").exists() for h in before):
+                return
+            time.sleep(poll_s)
+
+    def _acquire(self, holder: str, poll_s: float, say_every_s: float, rank: int | None) -> dict[str, Any]:
         t0 = time.monotonic()
         said = -say_every_s
         scheduler = scheduler_pid()
         while True:
-            rec = self.try_acquire(holder)
+            rec = self.try_acquire(holder, rank)
             if rec is not None:
                 waited = time.monotonic() - t0
                 if waited > 0.5:

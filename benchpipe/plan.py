@@ -74,8 +74,10 @@ def plan_text(
         own = exp.data.get("targets", {}).get(target, {}).get("deployer")
         if own:
             cluster += f"; deployer {own['name']}"
+        reps = exp.repetitions(repetitions)
+        each = f" ({reps} repetitions each)" if reps > 1 else ""
         lines.append(
-            f"  {exp_name}/{b}: {len(st['run'])} to run, {len(st['done'])} done  [{cluster}]"
+            f"  {exp_name}/{b}: {len(st['run'])} to run, {len(st['done'])} done{each}  [{cluster}]"
             + (f"\n      to run: {' '.join(st['run'])}" if st["run"] else "")
         )
         total_run += len(st["run"])

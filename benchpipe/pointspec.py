@@ -33,6 +33,18 @@ def _deployer_config(config: dict[str, Any]) -> dict[str, Any]:
     return dep
 
 
+def _measure_settings(config: dict[str, Any], exp: Experiment, point: Point) -> dict[str, Any]:
+    """What the stages need of `measure`: the readiness limit; the stall knob, for the point it
+    names. (rerun_unstable and the stability limits reach the run stage through the environment,
+    benchpipe.stats.point.announce_checks: changing them must not re-measure finished points.)"""
+    measure = config["measure"]
+    out: dict[str, Any] = {"ready_timeout_s": measure["ready_timeout_s"]}
+    stall = measure.get("stall")
+    if stall and stall["point"] == f"{exp.name}/{point.baseline}/{point.name}":
+        out["stall"] = {"after_s": stall.get("after_s", 1), "for_s": stall.get("for_s", 2)}
+    return out
+
+
 def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[str, Any]:
     refuse_unsupported(config, [exp])
     base = exp.baseline(point.baseline)
@@ -104,7 +116,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "env": env,
         "deployer": _deployer_config({**config, "deployer": deployer_for(config, exp)}),
         "generator": generator,
-        "measure": {k: config["measure"][k] for k in ("ready_timeout_s",)},
+        "measure": _measure_settings(config, exp, point),
         "target": config["target"],
         "summary_metrics": exp.data["summary"]["metrics"],
     }

@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,13 +67,29 @@ def render(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "rendered": _deployer(spec["deployer"]).render(shape, spec["deployment"], spec["env"])}
 
 
+def _earlier_under_way(spec: dict[str, Any], holder: str, key: str) -> list[str]:
+    """Points of an earlier repetition on the same cluster, provisioned and not yet collected."""
+    rank = int(spec.get("repetition") or 1)
+    if rank <= 1:
+        return []
+    out = []
+    for prov in Path(holder).parent.parent.parent.glob("*/*/*/provision.json"):
+        if (prov.parent / "manifest.json").exists():
+            continue
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            rec = json.loads(prov.read_text())
+            if int(rec["spec"].get("repetition") or 1) < rank and Cluster.from_dict(rec["cluster"]).lock_key == key:
+                out.append(str(prov.parent.resolve()))
+    return out
+
+
 def _start(
     spec: dict[str, Any], cluster: Cluster, lease: Lease, holder: str, timing: dict[str, Any], log_dir: Path
 ) -> Any:
     """A fresh stack for the point (whatever stack the lease still names is stopped first), ready,
     its handle recorded in the lease."""
     deployer = _deployer(spec["deployer"])
-    rec = lease.acquire(holder)
+    rec = lease.acquire(holder, rank=spec.get("repetition"), before=_earlier_under_way(spec, holder, lease.key))
     for old in (rec.get("previous"), {"deployer": rec.get("deployer"), "stack": rec.get("stack")}):
         if old and old.get("stack"):
             log.info("stopping the stack the lease of %s still names", lease.key)
@@ -205,7 +222,9 @@ def run(config: dict[str, Any], deployed: Path, warmed: Path, out: Path, log_dir
             try:
                 # The warm-up's effect dies with its stack: a fresh stack is warmed up again.
                 warm_sent = _warm(spec, deployer, stack, out, timing) if fresh else _warmup_sent(warmed)
-                _measure(spec, deployer, stack, out, timing, warm_sent)
+                _measure(spec, deployer, stack, out, timing, warm_sent, stall=spec["measure"].get("stall"))
+                earlier = {**_load(deployed, "deployment").get("timing", {}), **_timing(warmed)}
+                _rerun_unstable(config, spec, cluster, deployer, stack, out, earlier, timing, log_dir, final)
             except Exception as e:
                 _explain(config, cluster, e)
                 raise
@@ -222,12 +241,27 @@ def run(config: dict[str, Any], deployed: Path, warmed: Path, out: Path, log_dir
         raise
 
 
-def _measure(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: dict[str, Any], sent: int) -> None:
+def _measure(
+    spec: dict[str, Any],
+    deployer: Any,
+    stack: Any,
+    out: Path,
+    timing: dict[str, Any],
+    sent: int,
+    stall: dict[str, Any] | None = None,
+) -> None:
     wl = spec["workload"]
     target, generator = _generator(spec, deployer, stack, timing)
+    timer = _stall_timer(stack, stall) if stall else None
     timing["measure_start"] = _now()
-    with progress.timed("measurement", wl["measure_s"], _counter(deployer, stack)):
-        rep = generator.run(target, _mix(spec), _rate(spec), wl["measure_s"], out, "measure")
+    if timer:
+        timer.start()
+    try:
+        with progress.timed("measurement", wl["measure_s"], _counter(deployer, stack)):
+            rep = generator.run(target, _mix(spec), _rate(spec), wl["measure_s"], out, "measure")
+    finally:
+        if timer:
+            timer.join()
     timing["measure_end"] = _now()
     log.info("measurement: %s", _brief(rep))
     if hasattr(deployer, "wait_drained"):
@@ -238,6 +272,91 @@ def _measure(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing:
         log.info("%d of %d calls finished", n, total)
     if hasattr(deployer, "check_healthy"):
         deployer.check_healthy(stack)  # a service that crashed mid-point fails the point
+
+
+def _stall_timer(stack: Any, stall: dict[str, Any]) -> threading.Thread:
+    """The test knob measure.stall: after `after_s`, ask the local stand-in's gateway to hold its
+    event loop for `for_s` (POST /_stall), a real stall of the stack under load."""
+    import urllib.request
+
+    def stall_now() -> None:
+        time.sleep(float(stall["after_s"]))
+        url = f"{stack.endpoint}/_stall?seconds={float(stall['for_s'])}"
+        log.warning("test knob measure.stall: stalling the gateway for %s s", stall["for_s"])
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=float(stall["for_s"]) + 10)
+        except OSError as e:
+            log.error("test knob measure.stall: %s: %s", url, e)
+
+    return threading.Thread(target=stall_now, name="stall-knob", daemon=True)
+
+
+def _rerun_unstable(
+    config: dict[str, Any],
+    spec: dict[str, Any],
+    cluster: Cluster,
+    deployer: Any,
+    stack: Any,
+    out: Path,
+    earlier: dict[str, Any],
+    timing: dict[str, Any],
+    log_dir: Path,
+    final: bool,
+) -> None:
+    """measure.rerun_unstable: K. A measurement flagged unstable (stability.rerun_flags) is kept
+    whole in out/attempts/<k>/ (the generator's files, the stack's records, its timing) and the
+    point is measured again on a fresh stack, warmed up again; at most K times. The last attempt's
+    files stay where collect expects them; summaries read every attempt and use the stable one."""
+    from benchpipe.stats.point import announced_checks, check_point
+    from benchpipe.stats.stability import rerun_reasons
+
+    k_max, th = announced_checks()
+    if not k_max:
+        return
+    holder = holder_of(spec, config["results_dir"])
+    lease = Lease(spec["lease"]) if "lease" in spec else None
+    for attempt in range(1, k_max + 1):
+        staged = out / "attempts" / str(attempt)
+        partial = out / f".attempt-{attempt}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for f in out.iterdir():
+            if f.is_file():
+                _link_or_copy(str(f), str(partial / f.name))
+        write_json_atomic(partial / "timing.json", {**earlier, **timing, "attempt": attempt})
+        deployer.fetch(stack, partial)
+        _record_series(partial)
+        reasons = rerun_reasons(check_point(partial, {}, spec["params"], th).flags, th)
+        if not reasons:
+            shutil.rmtree(partial)  # a stable measurement: collect fetches its records as usual
+            if attempt > 1:
+                timing["attempt"] = attempt
+            return
+        log.warning(
+            "attempt %d flagged (%s): kept in %s; measuring again on a fresh stack",
+            attempt,
+            "; ".join(str(f) for f in reasons),
+            staged,
+        )
+        staged.parent.mkdir(exist_ok=True)
+        partial.rename(staged)
+        for f in out.iterdir():
+            if f.is_file():
+                f.unlink()  # kept in attempts/<k>/
+        if lease is None:
+            return
+        deployer.stop(stack)
+        lease.set_stack(holder, None, None)
+        timing.clear()
+        stack = _start(spec, cluster, lease, holder, timing, log_dir)
+        try:
+            sent = _warm(spec, deployer, stack, out, timing)
+            _measure(spec, deployer, stack, out, timing, sent)
+        except BaseException:
+            _fail(deployer, stack, lease, holder, log_dir, final)
+            raise
+        earlier = {}
+        timing["attempt"] = attempt + 1
 
 
 def _counter(deployer: Any, stack: Any) -> Any:
@@ -296,6 +415,7 @@ def collect(
         _link_tree(measured, staged)
         deployer.fetch(stack, staged)
         timing["fetched"] = _now()
+        _record_series(staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         _fail(deployer, stack, lease, holder, log_dir, final=True)
@@ -321,6 +441,17 @@ def collect(
         log.warning("point %s: the load generator fell behind: %s", spec["point"], facts["generator"])
     if all(Path(s).exists() for s in siblings):
         teardown_cluster(config, cpath)
+
+
+def _record_series(raw: Path) -> None:
+    """The per-second series of the warm-up and the measurement (raw/series.json), where the stack
+    records every call. Derived data: a failure to derive it is logged, the point is kept."""
+    from benchpipe.stats.point import write_series
+
+    try:
+        write_series(raw)
+    except Exception as e:  # the raw files are what counts; summaries recompute the series
+        log.warning("no series.json for %s: %s", raw, e)
 
 
 def _link_tree(src: Path, dest: Path) -> None:

@@ -29,6 +29,7 @@ from benchpipe.plan import (
     tables_only,
 )
 from benchpipe.pointspec import point_spec
+from benchpipe.stats.point import announce_checks
 from benchpipe.targets import refuse_unsupported, unsupported
 from benchpipe.claimspec import claims_of_figure
 from benchpipe.report_text import figure_caption, measured_facts, summary_caption
@@ -99,6 +100,8 @@ except ConfigError as e:
 
 # A deploy waiting for its cluster stops waiting once this Snakemake is gone.
 announce_scheduler()
+# The run stage's re-measuring of unstable points (measure.rerun_unstable, stability limits).
+announce_checks(config)
 
 R = config["results_dir"]
 F = config["figures_dir"]
@@ -270,6 +273,11 @@ def get_experiment_manifests(wildcards):
         or (p.experiment, p.baseline, p.name) in PARKED
         or Path(point_dir(p.experiment, p.baseline, p.name), "manifest.json").exists()
     ]
+
+
+def get_priority(wildcards):
+    # Snakemake starts ready jobs of higher priority first: earlier repetitions first.
+    return 100 - _point(wildcards).repetition
 
 
 def get_attempt(wildcards, attempt):

@@ -3,6 +3,8 @@
 # stopped). The stack is exclusive to one point from deploy to collect: deploy waits for the
 # cluster's lease (with no cores, so a waiting deploy never blocks the holder), collect frees it.
 
+# Repetitions interleave: rep 1 of every point before any rep 2 (get_priority; a cluster's
+# lease also serves waiting deploys in repetition order).
 # A point's folder, and its log folder: its jobs' logs, stack logs of a failure, rejected raw files.
 POINT = f"{R}/{{exp}}/{{baseline}}/{{point}}"
 POINT_LOGS = f"{R}/logs/{{exp}}/{{baseline}}/{{point}}"
@@ -15,6 +17,7 @@ rule provision:
         f"{POINT}/provision.json",
     conda:
         "../environment.yml"
+    priority: get_priority
     log:
         f"{POINT_LOGS}/provision.log",
     params:
@@ -35,6 +38,7 @@ rule deploy:
         f"{POINT}/deploy.json",
     conda:
         "../environment.yml"
+    priority: get_priority
     log:
         f"{POINT_LOGS}/deploy.log",
     params:
@@ -62,6 +66,7 @@ rule warmup:
         directory(f"{POINT}/warmup"),
     conda:
         "../environment.yml"
+    priority: get_priority
     log:
         f"{POINT_LOGS}/warmup.log",
     params:
@@ -85,6 +90,7 @@ rule run:
         directory(f"{POINT}/measured"),
     conda:
         "../environment.yml"
+    priority: get_priority
     log:
         f"{POINT_LOGS}/run.log",
     params:
@@ -117,6 +123,7 @@ rule collect:
         ),
     conda:
         "../environment.yml"
+    priority: get_priority
     log:
         f"{POINT_LOGS}/collect.log",
     params:

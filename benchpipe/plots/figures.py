@@ -29,6 +29,14 @@ def panel_data(df: pl.DataFrame, panel: dict[str, Any]) -> pl.DataFrame:
         data = data.filter(pl.col(k) == v)
     scale = panel.get("unit_scale", 1)
     data = data.with_columns((pl.col(panel["y"]) * scale).alias("_y"))
+    lo, hi = f"{panel['y']}_lo", f"{panel['y']}_hi"
+    if lo in data.columns and hi in data.columns and "error" not in panel:
+        # The 95% interval of the value (over repetitions, or within one run), where there is one.
+        data = data.with_columns((pl.col(lo) * scale).alias("_lo"), (pl.col(hi) * scale).alias("_hi"))
+    if "flags" in data.columns:
+        data = data.with_columns((pl.col("flags").fill_null("") != "").alias("_flagged"))
+    elif "fell_behind" in data.columns:
+        data = data.with_columns(pl.col("fell_behind").alias("_flagged"), pl.lit("fell_behind").alias("flags"))
     if "error" in panel:
         data = data.with_columns((pl.col(panel["error"]) * scale).alias("_err"))
     return data
@@ -68,8 +76,15 @@ def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart | alt.HConc
             # throughput dropped sends the line back to the left.
             base = base.encode(order=alt.Order("offered_rps:Q"))
         tooltip = ["label:N", f"{fig['x']['field']}:Q", alt.Tooltip("_y:Q", title=panel["title"], format=".2f")]
+        if "_lo" in data.columns:
+            tooltip += [
+                alt.Tooltip("_lo:Q", title="95% low", format=".2f"),
+                alt.Tooltip("_hi:Q", title="95% high", format=".2f"),
+            ]
         if "fell_behind" in data.columns:
             tooltip += ["achieved_rps:Q", "fell_behind:N"]
+        if "_flagged" in data.columns:
+            tooltip += ["flags:N"]
         clip = y_max is not None  # as the paper's plots: saturated points fall off the y limit
         # Same field, title, order and domain as the colour: Vega-Lite merges them into one legend
         # whose symbols are the series' markers (shape and colour), not default circles.
@@ -77,11 +92,15 @@ def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart | alt.HConc
         pts = base.mark_point(size=70, filled=True, strokeWidth=2, clip=clip).encode(
             shape=shape, tooltip=tooltip, stroke=color
         )
-        if "fell_behind" in data.columns:
-            pts = pts.encode(fill=alt.condition("datum.fell_behind", alt.value("white"), color))
+        if "_flagged" in data.columns:
+            pts = pts.encode(fill=alt.condition("datum._flagged", alt.value("white"), color))
         layer = base.mark_line(clip=clip) + pts
         if "error" in panel:
             layer += base.mark_rule(clip=clip).encode(y2="_err:Q")
+        elif has_interval(data):
+            layer += base.mark_errorbar(clip=clip, ticks=True).encode(
+                y=alt.Y("_lo:Q", title=panel["title"], scale=y_scale), y2="_hi:Q"
+            )
         ref = panel.get("reference")
         if ref:
             value = reference_value(df, ref, f"figures.{fig['name']}.panels[{i}]")
@@ -109,9 +128,32 @@ def lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.VConcatChart | alt.HConc
         chart = alt.vconcat(*panels)
     chart = chart.resolve_scale(color="shared", strokeDash="independent")
     title: dict[str, Any] = {"text": fig.get("title", "")}
-    if "fell_behind" in df.columns and any(d["fell_behind"].any() for d in datas if "fell_behind" in d.columns):
-        title["subtitle"] = "hollow markers: the load generator fell behind its target rate there"
+    notes = []
+    kinds = {k for d in datas if has_interval(d) and "ci_kind" in d.columns for k in d["ci_kind"].to_list()}
+    if kinds - {"none"}:
+        over = " / ".join(
+            {"repetitions": "over repetitions", "within-run": "within one run (one-second windows)"}[k]
+            for k in ("repetitions", "within-run")
+            if k in kinds
+        )
+        notes.append(f"error bars: 95% interval of the median {over}")
+    flagged = [d for d in datas if "_flagged" in d.columns and d["_flagged"].any()]
+    if flagged:
+        names = sorted(
+            {n for d in flagged for f in d.filter(pl.col("_flagged"))["flags"].to_list() for n in f.split(";") if n}
+        )
+        if names == ["fell_behind"]:
+            notes.append("hollow markers: the load generator fell behind its target rate there")
+        else:
+            notes.append(f"hollow markers: points flagged unstable ({', '.join(names)}; see the summary's flags)")
+    if notes:
+        title["subtitle"] = notes
     return chart.properties(title=title)
+
+
+def has_interval(data: pl.DataFrame) -> bool:
+    """Does the panel have intervals to draw (n > 1, or within-run)? None at n = 1 without them."""
+    return "_lo" in data.columns and data["_lo"].is_not_null().any()
 
 
 def bars(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:

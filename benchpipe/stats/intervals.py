@@ -65,3 +65,57 @@ def median_interval(
     )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return Interval(estimate, min(low, estimate), max(high, estimate), n, kind)
+
+
+def window_interval(
+    windows: Sequence[np.ndarray],
+    statistic: str | float,
+    estimate: float,
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_resamples: int = 500,
+) -> Interval:
+    """A within-run interval of one measurement's `statistic` ("mean", or a quantile in (0, 1))
+    of its pooled values: bootstrap (scipy.stats.bootstrap) over its windows (per-second blocks,
+    resampled whole, which keeps each second's correlation inside its block). `estimate` is the
+    run's own value (the paper's rule), kept as is; fewer than 4 non-empty windows: no interval.
+
+    A resample is a count per window; the pooled statistic is the count-weighted mean or quantile
+    of the values sorted once, so resamples are computed together (a few ms for 10^4 values)."""
+    blocks = [np.asarray(w, dtype=float) for w in windows if len(w)]
+    k = len(blocks)
+    if k < 4 or not math.isfinite(estimate):
+        return Interval(estimate, math.nan, math.nan, 1, "none")
+    values = np.concatenate(blocks)
+    labels = np.repeat(np.arange(k), [b.size for b in blocks])
+    order = np.argsort(values, kind="stable")
+    values, labels = values[order], labels[order]
+
+    def stat(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.asarray(idx)
+        flat = idx.reshape(-1, idx.shape[-1])
+        counts = np.stack([np.bincount(r, minlength=k) for r in flat])
+        w = counts[:, labels].astype(float)
+        total = w.sum(axis=1)
+        if statistic == "mean":
+            got = (w * values).sum(axis=1) / total
+        else:
+            cum = np.cumsum(w, axis=1)
+            pos = (cum < float(statistic) * total[:, None]).sum(axis=1)
+            got = values[np.minimum(pos, values.size - 1)]
+        return got.reshape(idx.shape[:-1])
+
+    res = stats.bootstrap(
+        (np.arange(k),),
+        stat,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        vectorized=True,
+        batch=100,  # resamples x values at a time: bounded memory at the paper's scale
+        rng=np.random.default_rng(seed),
+    )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Interval(estimate, math.nan, math.nan, 1, "none")
+    return Interval(estimate, min(low, estimate), max(high, estimate), 1, "within-run")

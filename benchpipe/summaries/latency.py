@@ -39,10 +39,13 @@ def latency_stats(
     if len(kept) == 0:
         raise ValueError("no latency left after skipping the warm-up share")
     median = float(np.median(kept))
+    after_skip = len(kept)
     kept = kept[kept < median * outlier_factor] if median > 0 else kept
     return {
         "n": len(kept),
         "n_dropped": int(n_all - len(kept)),
+        # The share of the measured requests the outlier rule dropped (the client's view keeps them).
+        "dropped_share": (after_skip - len(kept)) / after_skip,
         "p50_ms": float(np.percentile(kept, 50)),
         "p99_ms": float(np.percentile(kept, 99)),
         "mean_ms": float(np.mean(kept)),

@@ -5,6 +5,8 @@ POST /function/<fn>        run and answer with the output
                            (<fn> not a function of the app: 404, as the real gateway)
 GET  /healthz              200 once state is populated and the workers are up
 GET  /stats                appends, reads, writes per request kind (for tests)
+POST /_stall?seconds=S     test knob (benchpipe's measure.stall): holds the event loop S seconds,
+                           a real stall of the gateway (no request accepted, dispatched or answered)
 """
 
 from __future__ import annotations
@@ -145,6 +147,11 @@ class Gateway:
         self.write_result(rec)
         return web.json_response(json.loads(base64.b64decode(rec["output"])), status=200 if rec["success"] else 500)
 
+    async def stall(self, request: web.Request) -> web.Response:
+        seconds = min(float(request.query.get("seconds", "1")), 60.0)
+        time.sleep(seconds)  # on purpose in the event loop: the whole gateway stops
+        return web.Response(text=f"stalled {seconds} s")
+
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(status=200 if self.ready else 503, text="ok" if self.ready else "starting")
 
@@ -228,6 +235,7 @@ async def _serve(args: argparse.Namespace) -> None:
     app.router.add_post("/function/{fn}", gw.sync_function)
     app.router.add_get("/healthz", gw.healthz)
     app.router.add_get("/stats", gw.stats)
+    app.router.add_post("/_stall", gw.stall)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port, backlog=1024, reuse_address=True)
