@@ -76,7 +76,8 @@ def point_intervals(summaries: list[Path], metrics: list[str], limit: int = 80) 
                 iv = f" [{lo:.4g}, {hi:.4g}]" if lo is not None and hi is not None else " (no interval)"
                 parts.append(f"{m} {r[m]:.4g}{iv}")
             if parts:
-                kind = f", {r['ci_kind']}" if r.get("ci_kind") else ""
+                # ci_kind is the row's: said only beside an interval it describes.
+                kind = f", {r['ci_kind']}" if r.get("ci_kind") and any("[" in p for p in parts) else ""
                 n = f"n={r.get(f'{have[0]}_n')}"
                 out.append(
                     f"{r.get('experiment')} {r.get('baseline')}/{r.get('point')}: {', '.join(parts)} ({n}{kind})"

@@ -79,25 +79,35 @@ class Samples:
 
 
 def window_values(raw: Path, metric: str) -> list[float]:
-    """Per-second values of a latency percentile over one measurement's window, from the stack's
-    record of every call (async_results, Halfmoon's gateway) and the window (timing.json); [] when
-    the point has no such record."""
+    """Per-second values of a latency percentile over one measurement: raw/series.json's
+    measurement windows (what the stability checks saw), else computed the same way from the
+    stack's record of every call (async_results) and the window (timing.json); [] when the point
+    has neither."""
     field = WINDOWED.get(metric)
+    if field is None:
+        return []
     try:
-        timing = json.loads((raw / "timing.json").read_text())
-    except (OSError, ValueError):
-        return []
-    calls = raw / "async_results"
-    if field is None or "measure_start" not in timing or not calls.exists() or calls.stat().st_size == 0:
-        return []
-    from benchpipe.stats.stability import Series
-    from benchpipe.summaries.latency import read_async_results
+        got = json.loads((raw / "series.json").read_text()).get("measure", {}).get(field)
+    except (OSError, ValueError, AttributeError):
+        got = None
+    if got is None:
+        try:
+            timing = json.loads((raw / "timing.json").read_text())
+        except (OSError, ValueError):
+            return []
+        calls = raw / "async_results"
+        if "measure_start" not in timing or not calls.exists() or calls.stat().st_size == 0:
+            return []
+        from benchpipe.stats.stability import Series
+        from benchpipe.summaries.latency import read_async_results
 
-    df = read_async_results(calls)
-    done = df["finishedTs"].cast(pl.Float64).to_numpy() / 1e6
-    latency = done * 1e3 - df["dispatchTs"].cast(pl.Float64).to_numpy() / 1e3
-    series = Series.from_events(done, latency, float(timing["measure_start"]), float(timing["measure_end"]))
-    return [float(v) for v in getattr(series, field) if math.isfinite(v)]
+        df = read_async_results(calls)
+        done = df["finishedTs"].cast(pl.Float64).to_numpy() / 1e6
+        latency = done * 1e3 - df["dispatchTs"].cast(pl.Float64).to_numpy() / 1e3
+        got = getattr(
+            Series.from_events(done, latency, float(timing["measure_start"]), float(timing["measure_end"])), field
+        )
+    return [float(v) for v in got if v is not None and math.isfinite(float(v))]
 
 
 def samples(rows: pl.DataFrame, metric: str, results: Path | None = None) -> Samples:
