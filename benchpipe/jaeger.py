@@ -11,7 +11,8 @@ deduplicated by traceID). A failed request (no answer, a 5xx, a body that is not
 
 Which span tag becomes which field of a record is the experiment's (stack.swarm.traces.fields):
 `{span: <operationName>, tag: <key>, scale: <factor>}` or `{span: <operationName>, start: true}`
-(the span's startTime). A trace missing any field is skipped and counted, as the artifact does."""
+(the span's startTime), optionally `service: <serviceName>` (that service's span only). A trace
+missing any field is skipped and counted, as the artifact does."""
 
 from __future__ import annotations
 
@@ -139,16 +140,28 @@ def _value(raw: Any, spec: dict[str, Any]) -> Any:
     return int(v) if v.is_integer() else v
 
 
+def _service(trace: dict[str, Any], span: dict[str, Any]) -> str:
+    """The span's service: its process in the trace's processes (Jaeger's JSON model)."""
+    proc = (trace.get("processes") or {}).get(span.get("processID")) or span.get("process") or {}
+    return str(proc.get("serviceName", ""))
+
+
+def _span(trace: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The trace's first span of the operation (of `service`, where the field names one: both
+    regions' write-home-timeline services fan out, only the reader region's read counts)."""
+    for s in trace.get("spans") or []:
+        if s.get("operationName") == spec["span"] and ("service" not in spec or _service(trace, s) == spec["service"]):
+            return s
+    return None
+
+
 def records(traces: list[dict[str, Any]], fields: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """(one record per trace holding every field, count of traces skipped for a missing one)."""
     out, skipped = [], 0
     for trace in traces:
-        by_op: dict[str, dict[str, Any]] = {}
-        for s in trace.get("spans") or []:
-            by_op.setdefault(s.get("operationName", ""), s)
         rec: dict[str, Any] = {"trace_id": trace.get("traceID")}
         for name, spec in fields.items():
-            span = by_op.get(spec["span"])
+            span = _span(trace, spec)
             if span is None:
                 break
             raw = span.get("startTime") if spec.get("start") else _tag(span, spec["tag"])

@@ -40,7 +40,11 @@ def test_jaeger_in_the_rendered_stack_as_upstream_and_collect_knows_where_it_ans
     assert r["finished_from"] == "generator"
     assert r["traces"]["jaeger"] == {"service": "jaeger", "port": 16686}
     assert r["traces"]["query"]["service"] == "compose-post-service"
-    assert r["traces"]["fields"]["consistent"] == {"span": "FanoutHomeTimelines", "tag": "consistency_bool"}
+    assert r["traces"]["fields"]["consistent"] == {
+        "span": "FanoutHomeTimelines",
+        "service": "write-home-timeline-service-us",  # the reader region's read
+        "tag": "consistency_bool",
+    }
     hosts = [
         Host(name=m["name"], address=f"10.0.0.{i}", role=m["role"], labels=m.get("labels", []))
         for i, m in enumerate(spec["machines"], 1)
@@ -161,13 +165,21 @@ def test_collect_gives_up_naming_the_url_when_jaeger_keeps_failing():
     assert server.state["n"] == 3
 
 
-def test_a_trace_missing_a_tag_is_skipped_and_counted():
+def test_a_trace_missing_a_tag_is_skipped_and_only_the_reader_regions_fanout_counts():
     store = contract.Store()
     one_request(store, 1, 1_000_000)
     one_request(store, 2, 2_000_000, complete=False)
+    # The writer region's own fan-out in the same traces (earlier, its read always finds the post).
+    for i in (1, 2):
+        store.add(
+            span(f"{i + 1:016x}", "f", "FanoutHomeTimelines", i * 1_000_000 + 10, "write-home-timeline-service-eu",
+                 wht_start_worker_ts="1", poststorage_read_notification_ts="1", wht_antipode_duration="0",
+                 consistency_mongoread_duration="0", consistency_bool=False)
+        )  # fmt: skip
     traces = store.find("compose-post-service", 0, 10**7, 10)
     recs, skipped = records(traces, FIELDS)
-    assert len(recs) == 1 and skipped == 1
+    assert len(recs) == 1 and skipped == 1  # request 2's reader-region read is missing: skipped
+    assert recs[0]["consistent"] is True and recs[0]["read_notification_ts"] == (1_000_000 // 1000 + 24) * 1000
 
 
 def test_the_finished_count_is_wrk2s_own_when_nginx_writes_no_async_results(tmp_path):
