@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
+import time
 from typing import Any
 
 from mu2slscontract.state import DOMAIN, NAMESPACE, WORKLOADS, alive, cluster_ip, home
@@ -58,8 +60,17 @@ def serve() -> None:
                 status, data, ctype = pool.request(f"127.0.0.1:{port}", method, self.path, body, headers)
             except OSError as e:
                 status, data, ctype = 503, f"upstream connect error: {e}".encode(), "text/plain"
+                with open(home() / "kourier.log", "a") as log:
+                    log.write(f"{time.time():.3f} {self.headers.get('Host')} -> 127.0.0.1:{port}: {e}\n")
             self.reply(status, data, ctype)
 
     server = Server((cluster_ip(), 80), H)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"Status:\n\tmachine: minikube\n\tpid: {os.getpid()}\n\troute: 10.96.0.0/12 -> {cluster_ip()}", flush=True)
     server.serve_forever()
+
+
+if __name__ == "__main__":
+    # `minikube tunnel` execs this with its state folder (so that its command line names it).
+    os.environ["MU2SLS_CONTRACT_HOME"] = sys.argv[1]
+    serve()

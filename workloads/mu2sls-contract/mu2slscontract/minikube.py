@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 
 from mu2slscontract.flags import Flag, parse
-from mu2slscontract.state import alive, fail, load, locked
+from mu2slscontract.state import alive, fail, home, load, locked
 
 FLAGS = {
     "start": [Flag("cpus"), Flag("memory"), Flag("kubernetes-version"), Flag("driver")],
@@ -63,10 +62,12 @@ def tunnel() -> None:
         fail("❌  Exiting due to SVC_TUNNEL_START: another tunnel is already running", 1)
     with locked() as s:
         s["tunnel_pid"] = os.getpid()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    from mu2slscontract.kourier import serve
-
-    serve()
+    # Kourier's gateway in this process, under a command line naming its cluster's state folder: a
+    # `pgrep -f "minikube tunnel"` (the deployer's is-it-running check) then sees only the tunnel of a
+    # real minikube, never another contract cluster's on the same test host.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
+    os.execve(sys.executable, [sys.executable, "-m", "mu2slscontract.kourier", str(home())], env)
 
 
 def main(argv: list[str] | None = None) -> None:
