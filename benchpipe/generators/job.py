@@ -125,6 +125,7 @@ class JobGenerator:
         if res.crashed_at is not None:
             record["crash"] = json.loads(crash_request.read_text()) if crash_request.exists() else {}
             record["crashed_at"] = res.crashed_at
+            crash_request.unlink(missing_ok=True)  # answered: the resumed run must not crash on it
             t0 = time.time()
             self.stack.restart()
             record["restarted"] = {"start": t0, "end": time.time()}
@@ -133,7 +134,13 @@ class JobGenerator:
             last = self.stack.run_job(self._argv(out_dir, second, extra, target), env, timeout_s, second)
             runs.append(last.to_dict())
         if last.returncode != 0 or last.result is None:
-            why = "timed out" if last.returncode is None else f"exited with {last.returncode}"
+            why = (
+                "was killed for a second cluster crash"
+                if last.crashed_at is not None
+                else "timed out or was killed"
+                if last.returncode is None
+                else f"exited with {last.returncode}"
+            )
             tail = last.stderr.read_text(errors="replace")[-3000:] if last.stderr.exists() else ""
             raise RawDataError(f"the job's driver {why} (its stderr: {last.stderr}); it ends:\n{tail}")
         driver = json.loads(last.result.read_text())

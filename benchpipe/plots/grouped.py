@@ -4,6 +4,7 @@ Figures 6 and 8(a); `mean_lines` draws the same aggregates as lines (Figure 8(c)
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import altair as alt
@@ -15,14 +16,22 @@ OVERLAY_GREY = "#bbbbbb"
 
 
 def aggregate(df: pl.DataFrame, x: str, y: str, where: str = "") -> pl.DataFrame:
-    """label, x, mean, std, n over the rows of each (label, x)."""
+    """label, x, mean, std, n over the repetitions of each (label, x): a summary row's per-repetition
+    values (`<y>_reps`), or its rows. One value: the driver's own spread (`<y>_std`) if it has one."""
     if y not in df.columns or x not in df.columns:
         raise ValueError(f"{where}: the summary has no column {y if y not in df.columns else x!r}")
     inner = f"{y}_std"
-    aggs = [pl.col(y).mean().alias("mean"), pl.col(y).std().alias("_std_reps"), pl.len().alias("n")]
+    cols = [pl.col("label"), pl.col(x)]
     if inner in df.columns:
-        aggs.append(pl.col(inner).mean().alias("_std_inner"))
-    out = df.group_by(["label", x], maintain_order=True).agg(aggs)
+        cols.append(pl.col(inner).alias("_inner"))
+    if f"{y}_reps" in df.columns:
+        vals = df.select(*cols, pl.col(f"{y}_reps").alias("_v")).explode("_v")
+    else:
+        vals = df.select(*cols, pl.col(y).alias("_v"))
+    aggs = [pl.col("_v").mean().alias("mean"), pl.col("_v").std().alias("_std_reps"), pl.len().alias("n")]
+    if inner in df.columns:
+        aggs.append(pl.col("_inner").mean().alias("_std_inner"))
+    out = vals.group_by(["label", x], maintain_order=True).agg(aggs)
     std = pl.when(pl.col("n") > 1).then(pl.col("_std_reps"))
     std = std.otherwise(pl.col("_std_inner") if inner in df.columns else pl.lit(0.0))
     return out.with_columns(std.fill_null(0.0).alias("std")).select(["label", x, "mean", "std", "n"])
@@ -64,7 +73,9 @@ def grouped_bars(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:
             base = df
             for k, v in fig["overlay"]["filter"].items():
                 base = base.filter(pl.col(k) == v)
-            ref = aggregate(base, "label", panel["y"], f"figures.{fig['name']}.overlay") if not base.is_empty() else None
+            ref = (
+                aggregate(base, "label", panel["y"], f"figures.{fig['name']}.overlay") if not base.is_empty() else None
+            )
             if ref is not None:
                 ref = ref.select(pl.col("label"), (pl.col("mean") * scale).alias("overlay"))
                 agg = agg.join(ref, on="label", how="left")
@@ -74,7 +85,13 @@ def grouped_bars(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:
             (pl.col("mean") + pl.col("std")).alias("hi"),
         )
         agg, x_order = _x_text(agg, x, fig)
-        y_scale = alt.Scale(type="log") if fig.get("log_y") else alt.Scale(zero=True)
+        floor = None
+        if fig.get("log_y"):
+            # Bars on a log axis start at a floor below the smallest value (zero has no logarithm).
+            low = agg.select(pl.min_horizontal(pl.col("mean"), pl.col("lo")).min()).item()
+            floor = 10 ** math.floor(math.log10(max(low or 1e-6, 1e-9)))
+            agg = agg.with_columns(pl.lit(floor).alias("_floor"), pl.col("lo").clip(lower_bound=floor))
+        y_scale = alt.Scale(type="log", domainMin=floor) if floor else alt.Scale(zero=True)
         enc_x = alt.X("_x:N", title=fig["x"]["title"], sort=x_order, axis=alt.Axis(labelAngle=0))
         offset = alt.XOffset("label:N", sort=order)
         base = alt.Chart(agg).encode(x=enc_x, xOffset=offset)
@@ -85,10 +102,15 @@ def grouped_bars(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:
                 base.mark_bar(color=OVERLAY_GREY, opacity=0.6).encode(
                     y=alt.Y("overlay:Q", scale=y_scale), tooltip=["label:N", alt.Tooltip("overlay:Q", format=".4g")]
                 )
+                if not floor
+                else base.mark_bar(color=OVERLAY_GREY, opacity=0.6).encode(
+                    y=alt.Y("overlay:Q", scale=y_scale), y2="_floor:Q"
+                )
             )
-        layers.append(
-            base.mark_bar().encode(y=alt.Y("mean:Q", title=panel["title"], scale=y_scale), color=color, tooltip=tooltip)
+        bar = base.mark_bar().encode(
+            y=alt.Y("mean:Q", title=panel["title"], scale=y_scale), color=color, tooltip=tooltip
         )
+        layers.append(bar.encode(y2="_floor:Q") if floor else bar)
         layers.append(base.mark_rule().encode(y="lo:Q", y2="hi:Q"))
         chart = alt.layer(*layers).properties(width=max(260, 70 * len(x_order)), height=240)
         if panel.get("name"):
@@ -110,7 +132,9 @@ def mean_lines(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:
     panels = []
     for i, panel in enumerate(fig["panels"]):
         agg = aggregate(df, x, panel["y"], f"figures.{fig['name']}.panels[{i}]")
-        agg = agg.with_columns((pl.col("mean") - pl.col("std")).alias("lo"), (pl.col("mean") + pl.col("std")).alias("hi"))
+        agg = agg.with_columns(
+            (pl.col("mean") - pl.col("std")).alias("lo"), (pl.col("mean") + pl.col("std")).alias("hi")
+        )
         base = alt.Chart(agg).encode(x=alt.X(f"{x}:Q", title=fig["x"]["title"]), color=color)
         y = alt.Y("mean:Q", title=panel["title"], scale=alt.Scale(type="log") if fig.get("log_y") else alt.Scale())
         tooltip = ["label:N", f"{x}:Q", alt.Tooltip("mean:Q", format=".4g"), alt.Tooltip("std:Q", format=".3g")]

@@ -38,7 +38,7 @@ def produce(size: int) -> np.ndarray:
 
 
 def consume(x: np.ndarray) -> int:
-    return int(len(x))
+    return len(x)
 
 
 @ray.remote
@@ -48,7 +48,7 @@ def produce_task(size: int) -> tuple[np.ndarray, float]:
 
 @ray.remote
 def consume_task(x: np.ndarray) -> tuple[int, float]:
-    return int(len(x)), time.time()
+    return len(x), time.time()
 
 
 class Server:
@@ -82,7 +82,7 @@ def serve(args: argparse.Namespace) -> None:
         def log_message(self, *a: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             if url.path == "/healthz":
                 return self._send(200, {"ok": True})
