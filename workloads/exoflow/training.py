@@ -56,7 +56,8 @@ def extract(files: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def get_train_files(parts: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-    return parts[:-1] + [(parts[-1][0][: len(parts[-1][0]) // 2], parts[-1][1][: len(parts[-1][1]) // 2])]
+    x, y = parts[-1]
+    return [*parts[:-1], (x[: len(x) // 2], y[: len(y) // 2])]  # the rest of the last file is the test set
 
 
 def stage_files(parts: list[tuple[np.ndarray, np.ndarray]], multiplier: int) -> tuple[np.ndarray, np.ndarray]:
