@@ -46,7 +46,7 @@ def rendered(experiment: str, baseline: str, point_index: int = 0, **params) -> 
     return spec, stages.render(spec)["rendered"]
 
 
-def testbed_host() -> Host:
+def _testbed_host() -> Host:
     """The test bed's sshd (testbed/up.sh) as the node."""
     tb = load_testbed()
     return Host(
@@ -268,7 +268,7 @@ def test_dry_run_plans_figure_10_on_the_node(tmp_path):
 
 @pytest.mark.ssh
 def test_a_rendered_script_runs_in_order_on_the_host_and_stops_at_the_failing_command(tmp_path):
-    host = testbed_host()
+    host = _testbed_host()
     folder = tmp_path / "point"
     folder.mkdir()
     script = "#!/bin/bash\nset -ex\necho one >> order\necho two >> order\nfalse\necho three >> order\n"
@@ -370,7 +370,7 @@ def test_media_and_hotel_run_the_artifacts_functional_check_after_deploying():
 def test_a_failing_functional_check_fails_the_deploy_with_its_output(tmp_path):
     from benchpipe.deployers.knative import _script, check_lines
 
-    host = testbed_host()
+    host = _testbed_host()
     folder = tmp_path / "point"
     folder.mkdir()
     # What test_services.py prints when the hotel's assertion fails, then its exit status.

@@ -19,7 +19,9 @@ T0 = 1_700_000_000.0
 OUTPUT = base64.b64encode(b"{}").decode()
 
 
-def write_attempt(raw: Path, rng: np.random.Generator, base_ms: float, stall: tuple[float, float] | None = None) -> None:
+def write_attempt(
+    raw: Path, rng: np.random.Generator, base_ms: float, stall: tuple[float, float] | None = None
+) -> None:
     """10 s of measurement at 100 calls/s (after 2 s of warm-up), latency ~ base_ms; no call
     finishes inside `stall`. The generator's report says what the client saw."""
     raw.mkdir(parents=True, exist_ok=True)
@@ -117,7 +119,9 @@ def test_series_file_records_warmup_and_measurement_windows(tmp_path):
 
     raw = tmp_path / "raw"
     write_attempt(raw, np.random.default_rng(5), 10.0, stall=(3.0, 5.0))
-    (raw / "measure.json").write_text(json.dumps({**json.loads((raw / "measure.json").read_text()), "duration_s": 10.0}))
+    (raw / "measure.json").write_text(
+        json.dumps({**json.loads((raw / "measure.json").read_text()), "duration_s": 10.0})
+    )
     assert write_series(raw)
     series = json.loads((raw / "series.json").read_text())
     assert len(series["measure"]["count"]) == 10 and series["measure"]["count"][3:5] == [0, 0]
