@@ -61,7 +61,7 @@ def command_line(c: Command) -> str:
     return c.text.split(" #", 1)[0].strip()
 
 
-def tiny_mu2sls(tmp: Path) -> dict[str, str | None]:
+def tiny_mu2sls() -> dict[str, str | None]:
     """Every mu2sls experiment (Figures 9-11 and the sequential reference) at the lowest rate of
     each baseline's sweep, 1.5 s points, 20 sequential requests."""
     out: dict[str, str | None] = {}
@@ -93,7 +93,7 @@ def tiny_suite_files(tmp: Path) -> dict[str, str | None]:
     hotel = yaml.safe_load((halfmoon / "hotel.yaml").read_text())
     hotel["sweep"]["qps"] = sorted(hotel["sweep"]["qps"])[:2]
     out[str((halfmoon / "hotel.yaml").relative_to(REPO))] = yaml.safe_dump(hotel)
-    out.update(tiny_mu2sls(tmp))
+    out.update(tiny_mu2sls())
     for i, module in enumerate((test_antipode_e2e, test_pronghorn_e2e)):
         wd = module.make_workdir(tmp / str(i))
         for path in (wd / "config" / "experiments").rglob("*.yaml"):
