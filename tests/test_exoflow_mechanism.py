@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -29,15 +30,11 @@ def no_stray_stack():
 @pytest.fixture(scope="module")
 def runtime():
     before = set(ray_processes())
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=1 << 30,
-        _temp_dir=f"/tmp/bptest-{os.getpid()}",
-        log_to_driver=False,
-    )
+    temp_dir = f"/tmp/bptest-{os.getpid()}"  # short: Ray's socket paths live under it
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=1 << 30, _temp_dir=temp_dir, log_to_driver=False)
     yield
     ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
     deadline = time.monotonic() + 15
     while (left := [p for p in ray_processes() if p not in before]) and time.monotonic() < deadline:
         time.sleep(0.2)

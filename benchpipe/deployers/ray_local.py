@@ -115,8 +115,12 @@ class RayStack(ProcessStack):
         )
 
     def runtime_pids(self) -> list[int]:
-        """Every live process of this stack's Ray runtime (and of its services and driver)."""
-        return marked_pids(str(self.workdir))
+        """Every live process of this stack's Ray runtime (and of its services and driver): those
+        carrying the point's folder in their environment, and everything in their sessions (Ray's
+        agents, whatever environment they were given)."""
+        marked = marked_pids(str(self.workdir))
+        sessions = {s for s in (_session(p) for p in marked) if s and s > 1}
+        return sorted({*marked, *(p for p in _all_pids() if _session(p) in sessions and p != os.getpid())})
 
     def kill_runtime(self, also: list[int] = ()) -> None:  # type: ignore[assignment]
         """A cluster crash: every process of the runtime (and `also`) killed at once, no shutdown."""
@@ -145,6 +149,17 @@ class RayStack(ProcessStack):
         self.procs[HEAD] = proc
         self.pids[HEAD] = proc.pid
         _wait_head(self, 180, expected)
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _all_pids() -> list[int]:
+    return [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()]
 
 
 def _killpg(pid: int, sig: int) -> None:

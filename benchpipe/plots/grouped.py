@@ -73,9 +73,9 @@ def grouped_bars(df: pl.DataFrame, fig: dict[str, Any]) -> alt.HConcatChart:
             base = df
             for k, v in fig["overlay"]["filter"].items():
                 base = base.filter(pl.col(k) == v)
-            ref = (
-                aggregate(base, "label", panel["y"], f"figures.{fig['name']}.overlay") if not base.is_empty() else None
-            )
+            ref = None
+            if not base.is_empty():  # one group per series (x is a constant here)
+                ref = aggregate(base.with_columns(pl.lit("").alias("_all")), "_all", panel["y"], where + ".overlay")
             if ref is not None:
                 ref = ref.select(pl.col("label"), (pl.col("mean") * scale).alias("overlay"))
                 agg = agg.join(ref, on="label", how="left")

@@ -206,6 +206,7 @@ class _State:
     info: Any = None  # ObjectRef of {start, end, pid}; None when loaded from storage
     persist: Any = None  # ObjectRef of the write's {start, end, bytes}
     loaded: bool = False
+    seq: int = 0  # submission order: an input submitted after this step is a newer execution
 
 
 class Executor:
@@ -240,6 +241,7 @@ class Executor:
         self._log = open(self.storage.dir / "events.jsonl", "a") if events_file else None  # noqa: SIM115
         self._lock = threading.Lock()
         self._done: set[str] = set()  # steps whose current execution finished
+        self._seq = 0
 
     def close(self) -> None:
         if self._log is not None:
@@ -265,6 +267,8 @@ class Executor:
             st.out = self.persister.load.remote(str(self.storage.output(s.name)))
             st.loaded = True
             self._event(s.name, "load")
+            self._seq += 1
+            st.seq = self._seq
             self.states[s.name] = st
             return st
         gates = []
@@ -290,6 +294,8 @@ class Executor:
             st.persist = self.persister.persist.remote(
                 str(self.storage.output(s.name)), st.out, self._persist_crash_due(s.name)
             )
+        self._seq += 1
+        st.seq = self._seq  # after its inputs: a larger seq on an input means it was re-run later
         self.states[s.name] = st
         return st
 
@@ -307,6 +313,14 @@ class Executor:
         """Forget `failed` and every ancestor whose output is not committed; submit `failed` again
         (committed ancestors are loaded from storage, the others re-run)."""
         self._event(failed.name, "failed", error=f"{type(error).__name__}: {str(error)[:300]}")
+        mine = self.states[failed.name].seq
+        if any(d.name in self.states and self.states[d.name].seq > mine for d in [*failed.inputs(), *failed.after]):
+            # It failed on an input that has been recovered since (the error reached it through the
+            # object): run it again on the new input, without forgetting anything else.
+            del self.states[failed.name]
+            self._event(failed.name, "resubmit")
+            self._submit(failed, steps)
+            return
         ancestors = self._ancestors(failed)
         pending = [
             self.states[a.name].persist for a in ancestors if a.name in self.states and self.states[a.name].persist
