@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 KINDS = ("repetitions", "within-run", "none")
 # Enough resamples for stable 95% bounds; more only costs time per summary row.
@@ -54,6 +53,8 @@ def median_interval(
     if np.all(data == data[0]):
         # Every resample has the same median; scipy warns on such degenerate data.
         return Interval(estimate, estimate, estimate, n, kind)
+    from scipy import stats  # here, not at import: the run and collect jobs of every point import this module
+
     res = stats.bootstrap(
         (data,),
         np.median,
@@ -104,6 +105,8 @@ def window_interval(
             pos = (cum < float(statistic) * total[:, None]).sum(axis=1)
             got = values[np.minimum(pos, values.size - 1)]
         return got.reshape(idx.shape[:-1])
+
+    from scipy import stats  # here, not at import: the run and collect jobs of every point import this module
 
     res = stats.bootstrap(
         (np.arange(k),),

@@ -28,7 +28,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 FLAG_NAMES = ("drift", "stall", "fell_behind", "errors", "outlier_rep", "warmup_short", "views_disagree")
 DETAIL_SEP = " | "
@@ -116,6 +115,8 @@ def _trend(t: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tuple[floa
     t, y = np.asarray(t, dtype=float)[ok], np.asarray(y, dtype=float)[ok]
     if t.size < 4 or np.ptp(t) == 0:
         return None
+    from scipy import stats  # here, not at import: the run and collect jobs of every point import this module
+
     slope, intercept, low, high = stats.theilslopes(y, t, alpha=confidence)
     start = intercept + slope * t[0]
     end = intercept + slope * t[-1]
@@ -186,6 +187,8 @@ def outlier_repetitions(values: Sequence[float], th: Thresholds) -> list[int]:
     if ok.sum() < 3:
         return []
     med = float(np.median(v[ok]))
+    from scipy import stats  # here, not at import: the run and collect jobs of every point import this module
+
     mad = float(stats.median_abs_deviation(v[ok]))
     # With three values the MAD is the smaller of two gaps, often tiny: a repetition also has to be
     # `outlier_min_rel` of the median away to count.
