@@ -45,7 +45,9 @@ def contract_workdir(tmp_path: Path, cluster_ip: str) -> tuple[Path, Path]:
     panel = fig10["panels"][0]
     panel.update(baselines=["mu2sls"])
     fig10.update(panels=[panel], series_order=["μ2sls"])
-    counter.update(sweep={"rate": [20]}, figures=[fig10])
+    # Figure 10 only: the other figures' claims go with them.
+    claims = [c for c in counter.get("claims", []) if c.get("figure", "mu2sls_fig10") == "mu2sls_fig10"]
+    counter.update(sweep={"rate": [20]}, figures=[fig10], claims=claims)
     counter["baselines"] = {
         "mu2sls": {"sweep": {"rate": [20]}},
         **{b: None for b in ("no-ft", "wo-od", "unsafe-ft", "unsafe")},
