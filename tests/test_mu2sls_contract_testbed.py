@@ -45,8 +45,13 @@ def contract_workdir(tmp_path: Path, cluster_ip: str) -> tuple[Path, Path]:
     panel = fig10["panels"][0]
     panel.update(baselines=["mu2sls"])
     fig10.update(panels=[panel], series_order=["μ2sls"])
-    # Figure 10 only: the other figures' claims go with them.
-    claims = [c for c in counter.get("claims", []) if c.get("figure", "mu2sls_fig10") == "mu2sls_fig10"]
+    # Figure 10 only, from this file and the seq file: the other claims go with what they name.
+    kept = {"mu2sls_counter", "mu2sls_seq"}
+    claims = [
+        c
+        for c in counter.get("claims", [])
+        if c.get("figure", "mu2sls_fig10") == "mu2sls_fig10" and c.get("experiment", "mu2sls_counter") in kept
+    ]
     counter.update(sweep={"rate": [20]}, figures=[fig10], claims=claims)
     counter["baselines"] = {
         "mu2sls": {"sweep": {"rate": [20]}},
