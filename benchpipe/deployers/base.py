@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from benchpipe.errors import StackError
 from benchpipe.model import Cluster
 
 
@@ -64,3 +65,17 @@ def answers_200(url: str, timeout_s: float) -> bool:
             return r.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+class DeployError(StackError):
+    """A stack that could not be started or did not become ready."""
+
+
+def service_argv(svc: dict[str, Any], values: dict[str, str]) -> list[str]:
+    """A stack.process service's argv with its placeholders filled; an unknown placeholder is named."""
+    try:
+        return [a.format(**values) for a in svc["argv"]]
+    except KeyError as e:
+        raise DeployError(
+            f"stack.process.{svc['name']}.argv: unknown placeholder {e}; expected one of {', '.join(sorted(values))}"
+        ) from None

@@ -23,17 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchpipe.deployers.base import answers_200, wait_for_count
-from benchpipe.errors import StackError
+from benchpipe.deployers.base import DeployError, answers_200, service_argv, wait_for_count
 from benchpipe.model import Cluster, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOADS = REPO / "workloads"
 PID_DIR = Path(os.environ.get("BENCHPIPE_PID_DIR", Path.home() / ".cache" / "benchpipe" / "stacks"))
-
-
-class DeployError(StackError):
-    pass
 
 
 def free_port(host: str) -> int:
@@ -202,13 +197,7 @@ class ProcessDeployer:
                     "results_path": str(results),
                     "outputs_dir": str(outputs),
                 }
-                try:
-                    argv = [a.format(**values) for a in svc["argv"]]
-                except KeyError as e:
-                    raise DeployError(
-                        f"stack.process.{svc['name']}.argv: unknown placeholder {e}; "
-                        f"expected one of {', '.join(sorted(values))}"
-                    ) from None
+                argv = service_argv(svc, values)
                 if "-m" in argv[:-1]:
                     package = argv[argv.index("-m") + 1].split(".")[0]
                     if (WORKLOADS / package).is_dir() and package not in stack.packages:

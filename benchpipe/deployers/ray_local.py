@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchpipe.deployers.base import service_argv
 from benchpipe.deployers.process import (
     PID_DIR,
     WORKLOADS,
@@ -269,13 +270,7 @@ class RayDeployer(ProcessDeployer):
                 "python": self.python, "host": self.host, "port": str(port), "ray_address": stack.ray_address,
                 "storage_dir": str(stack.storage_dir), "state_dir": str(stack.workdir / "state" / svc["name"]),
             }  # fmt: skip
-            try:
-                argv = [a.format(**values) for a in svc["argv"]]
-            except KeyError as e:
-                raise DeployError(
-                    f"stack.process.{svc['name']}.argv: unknown placeholder {e}; "
-                    f"expected one of {', '.join(sorted(values))}"
-                ) from None
+            argv = service_argv(svc, values)
             log = open(stack.workdir / "logs" / f"{svc['name']}.log", "wb")  # noqa: SIM115 - owned by the child
             proc = subprocess.Popen(
                 argv, env=stack.driver_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchpipe import remote
-from benchpipe.deployers.base import answers_200, wait_for_count
+from benchpipe.deployers.base import answers_200, service_argv, wait_for_count
 from benchpipe.deployers.process import WORKLOADS, DeployError, ProcessDeployer
 from benchpipe.model import Cluster, Host, write_json_atomic
 
@@ -227,13 +227,7 @@ class RemoteProcessDeployer:
                 "results_path": results,
                 "outputs_dir": f"{remote_dir}/outputs",
             }
-            try:
-                argv = [a.format(**values) for a in svc["argv"]]
-            except KeyError as e:
-                raise DeployError(
-                    f"stack.process.{svc['name']}.argv: unknown placeholder {e}; "
-                    f"expected one of {', '.join(sorted(values))}"
-                ) from None
+            argv = service_argv(svc, values)
             svc_env = {k: str(v).format(**values) for k, v in svc.get("env", {}).items()}
             started.append({"name": svc["name"], "argv": argv, "env": svc_env})
             if svc.get("gateway"):
