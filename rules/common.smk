@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from benchpipe.clusters import cluster_file, teardown_all, teardown_cluster
 from benchpipe.cost import machines_vcpus
 from benchpipe.diskspace import shortage
+from benchpipe.failures import why_failed
 from benchpipe.experiment import (
     check_figure_references,
     drawn_points,
@@ -508,9 +509,13 @@ def report_unfinished():
     if short:
         print(f"benchpipe: {short}")
     if missing:
+        lines = []
+        for d in missing:
+            why = why_failed(Path(R, "logs", Path(d).relative_to(R)))
+            lines.append(f"{d}" + (f"\n      {why}" if why else ""))
         print(
             f"benchpipe: {len(missing)} point(s) have no result (their logs are under {R}/logs/):",
-            *missing,
+            *lines,
             "Run the same command again to measure only these.",
             sep="\n  ",
         )

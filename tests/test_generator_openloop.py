@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from benchpipe.deployers.process import free_port
 from benchpipe.generators.openloop import OpenLoopGenerator
 from benchpipe.model import Mix
+from benchpipe.ports import free_port
 
 HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.slow  # real load for seconds each

@@ -146,5 +146,8 @@ def test_failed_point_leaves_no_complete_folder(tmp_path, no_stray_stack):
     assert (ok / "manifest.json").exists()
     assert not (bad / "manifest.json").exists() and not (bad / "raw").exists() and not (bad / "measured").exists()
     assert "results/hotel/unsafe/qps40" in proc.stdout + proc.stderr
+    # The end-of-run message says why, from the point's logs: the service's exit.
+    why = (proc.stdout + proc.stderr).split("have no result", 1)[1]
+    assert "results/hotel/unsafe/qps40\n      deploy: " in why and "exited with code 3" in why, why
     assert list((wd / "results/logs/hotel/unsafe/qps40/stack").glob("*.log")), "stack logs of the failure"
     assert not list((wd / "results" / ".clusters").glob("*/*.json"))

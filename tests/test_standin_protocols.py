@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchpipe.deployers.process import free_port
+from benchpipe.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,11 @@ from typing import Any
 
 from benchpipe.deployers.base import DeployError, answers_200, service_argv, wait_for_count
 from benchpipe.model import Cluster, write_json_atomic
+from benchpipe.ports import reserve
 
 REPO = Path(__file__).resolve().parents[2]
 WORKLOADS = REPO / "workloads"
 PID_DIR = Path(os.environ.get("BENCHPIPE_PID_DIR", Path.home() / ".cache" / "benchpipe" / "stacks"))
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -179,7 +173,8 @@ class ProcessDeployer:
         stack.pid_file = PID_DIR / f"{os.getpid()}-{workdir.name}.json"
         # Every service's port is known before any starts: {port_<name>} lets one service reach
         # another (a replica its primary, a relay its target).
-        ports = {svc["name"]: free_port(self.host) for svc in rendered["services"]}
+        names = [svc["name"] for svc in rendered["services"]]
+        ports = dict(zip(names, reserve(self.host, len(names)), strict=True))
         outputs = workdir / "outputs"
         outputs.mkdir()
         try:

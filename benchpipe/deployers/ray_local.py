@@ -215,7 +215,7 @@ class RayDeployer(ProcessDeployer):
         }
 
     def start(self, cluster: Cluster, rendered: dict[str, Any], remote_dir: str) -> RayStack:
-        from benchpipe.deployers.process import free_port
+        from benchpipe.ports import free_port
 
         workdir = Path(remote_dir)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -261,7 +261,8 @@ class RayDeployer(ProcessDeployer):
         return stack
 
     def _start_services(self, stack: RayStack, rendered: dict[str, Any]) -> None:
-        from benchpipe.deployers.process import _settled_cmdline, free_port
+        from benchpipe.deployers.process import _settled_cmdline
+        from benchpipe.ports import free_port
 
         for svc in rendered["services"]:
             port = free_port(self.host)

@@ -32,6 +32,7 @@ from benchpipe import remote
 from benchpipe.deployers.base import answers_200, service_argv, wait_for_count
 from benchpipe.deployers.process import WORKLOADS, DeployError, ProcessDeployer
 from benchpipe.model import Cluster, Host, write_json_atomic
+from benchpipe.ports import FLOOR
 
 DEFAULT_CODE_DIR = "~/.cache/benchpipe/workloads"
 # Not uploaded: a package's own virtual environment (made on the host by its setup) and caches.
@@ -168,16 +169,28 @@ class RemoteProcessDeployer:
     # -- start -------------------------------------------------------------------------------------
     def _probe(self, host: Host, bind: str, n: int, mark: str) -> dict[str, Any]:
         """One SSH round trip: the code folder (~ expanded), whether this code version is there,
-        and n free ports (held open together, so they differ; free again when it exits)."""
+        and n free ports (held open together, so they differ; free again when it exits), chosen
+        below the host's ephemeral range as benchpipe.ports does here: an outgoing connection
+        cannot take one before its service binds it."""
         code = (
-            "import json,os,socket;"
-            f"d=os.path.expanduser({self.code_dir!r});"
-            f"ss=[socket.socket() for _ in range({n})];"
-            f"[s.bind(({bind!r},0)) for s in ss];"
+            "import json,os,random,socket\n"
+            "try:\n lo=int(open('/proc/sys/net/ipv4/ip_local_port_range').read().split()[0])\n"
+            "except (OSError,ValueError):\n lo=32768\n"
+            f"pool=range({FLOOR},lo) if lo-{FLOOR}>=2000 else range(1024,lo)\n"
+            "ss=[]\n"
+            f"for _ in range({50 * n + 200}):\n"
+            f" if len(ss)=={n}:\n  break\n"
+            " s=socket.socket()\n"
+            f" try:\n  s.bind(({bind!r},random.choice(pool)))\n  ss.append(s)\n"
+            " except OSError:\n  s.close()\n"
+            f"d=os.path.expanduser({self.code_dir!r})\n"
             "print(json.dumps({'code_dir':d,'has_code':os.path.exists(os.path.join(d,"
             f"{mark!r})),'ports':[s.getsockname()[1] for s in ss]}}))"
         )
-        return json.loads(remote.run(host, f"{self.python} -c {shlex.quote(code)}"))
+        probe = json.loads(remote.run(host, f"{self.python} -c {shlex.quote(code)}"))
+        if len(probe["ports"]) < n:
+            raise DeployError(f"{host.name}: found only {len(probe['ports'])} of {n} free ports on {bind}")
+        return probe
 
     def _upload(self, host: Host, rendered: dict[str, Any], code_dir: str, mark: str) -> None:
         """The services' code on the host, then its setup commands; the mark last (a failed setup
