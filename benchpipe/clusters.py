@@ -18,6 +18,7 @@ from typing import Any
 
 from benchpipe import registry
 from benchpipe.errors import HostLost
+from benchpipe.leased import stop_leased_stacks
 from benchpipe.model import Cluster, Host
 
 log = logging.getLogger("benchpipe.clusters")
@@ -142,8 +143,6 @@ def teardown_all(config: dict[str, Any], experiment: str | None = None) -> list[
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         # Stacks first (a point's stack outlives its jobs under the cluster's lease), then machines.
-        from benchpipe.stages import stop_leased_stacks
-
         stop_leased_stacks(config["results_dir"])
         root = Path(config["results_dir"]) / ".clusters"
         pattern = f"{experiment}/*.json" if experiment else "*/*.json"

@@ -11,25 +11,13 @@ from typing import Any
 
 from benchpipe.errors import ConfigError
 from benchpipe.generators.templates import compile_kind
+from benchpipe.merge import deep_merge
 from benchpipe.validation import read_yaml, validate
 
 RATE_PARAM_DEFAULT = "qps"
 SETTINGS_DURATIONS = ("cycle_s", "prewarm_cycle_s")
 # Sequential-load pauses (Pronghorn's think time), scaled like durations; 0 is allowed.
 SETTINGS_PAUSES = ("gap_s", "retry_delay_s")
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """`over` on top of `base`, mappings merged key by key; a null in `over` removes the key."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def format_value(v: Any) -> str:

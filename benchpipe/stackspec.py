@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchpipe.errors import ConfigError
+from benchpipe.merge import deep_merge
 
 VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 RUNTIME = {"point_dir", "table_prefix"}  # filled by the deployer when the point starts
@@ -35,12 +36,6 @@ def portable(path: Path) -> str:
 
 def local_path(recorded: str) -> Path:
     return REPO / recorded if not Path(recorded).is_absolute() else Path(recorded)
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    from benchpipe.experiment import deep_merge as merge
-
-    return merge(base, over)
 
 
 def _fill_text(text: str, values: dict[str, str], where: str) -> str:

@@ -24,7 +24,8 @@ from typing import Any
 
 from benchpipe import progress, registry
 from benchpipe.errors import HostLost
-from benchpipe.lease import Lease, all_leases
+from benchpipe.lease import Lease
+from benchpipe.leased import stop_recorded
 from benchpipe.model import Cluster, Mix, write_json_atomic
 
 log = logging.getLogger("benchpipe.stages")
@@ -94,7 +95,7 @@ def _start(
         if old and old.get("stack"):
             log.info("stopping the stack the lease of %s still names", lease.key)
             with contextlib.suppress(Exception):
-                _stop_recorded(old)
+                stop_recorded(old)
             lease.set_stack(holder, None, None)
     workdir = tempfile.mkdtemp(prefix=f"benchpipe-{spec['experiment']}-{spec['point']}-")
     remote_dir = (
@@ -481,35 +482,10 @@ def stop_point_stack(config: dict[str, Any], spec: dict[str, Any]) -> dict[str, 
     rec = lease.read()
     if rec is not None and rec["holder"] == holder:
         try:
-            _stop_recorded(rec)
+            stop_recorded(rec)
         finally:
             lease.release(holder)
     return {"stopped": _now()}
-
-
-def stop_leased_stacks(results_dir: str) -> list[str]:
-    """Every stack a point of this results folder holds: stopped, its lease freed (teardown)."""
-    root = str(Path(results_dir).resolve()) + "/"
-    done = []
-    for lease, rec in all_leases():
-        if not rec.get("holder", "").startswith(root):
-            continue
-        try:
-            _stop_recorded(rec)
-            done.append(rec["holder"])
-        except Exception as e:  # keep going: one failed stop must not leave the others up
-            log.error("stopping the stack of %s failed: %s", rec["holder"], e)
-        finally:
-            lease.release(rec["holder"])
-    return done
-
-
-# --- shared -------------------------------------------------------------------------------------
-def _stop_recorded(rec: dict[str, Any]) -> None:
-    """Stop the stack a lease record names (its deployer and handle), if it names one."""
-    if rec.get("stack"):
-        d = _deployer(rec["deployer"])
-        d.stop(d.attach(rec["stack"]))
 
 
 def _fail(deployer: Any, stack: Any, lease: Lease, holder: str, log_dir: Path | None, final: bool) -> None:

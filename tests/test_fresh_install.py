@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchpipe.experiment import deep_merge
+from benchpipe.merge import deep_merge
 from tests.markdown_commands import Command, commands
 
 REPO = Path(__file__).resolve().parent.parent

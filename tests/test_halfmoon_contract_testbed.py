@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchpipe.experiment import deep_merge
+from benchpipe.merge import deep_merge
 from tests.test_pipeline_e2e import snakemake
 from tests.test_swarm_testbed import load_testbed, node_name
 

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from benchpipe import registry
-from benchpipe.experiment import deep_merge, load_experiment
+from benchpipe.experiment import load_experiment
 from benchpipe.generators.templates import MixTemplates
+from benchpipe.merge import deep_merge
 from benchpipe.model import Mix
 from benchpipe.pointspec import point_spec
 from benchpipe.validation import validate

@@ -25,7 +25,8 @@ from benchpipe.clusters import planned_cluster
 from benchpipe.collect import write_manifest
 from benchpipe.deployers.swarm import SwarmDeployer, SwarmStack
 from benchpipe.errors import ConfigError, StackError
-from benchpipe.experiment import deep_merge, load_experiment
+from benchpipe.experiment import load_experiment
+from benchpipe.merge import deep_merge
 from benchpipe.model import Cluster, Host
 from benchpipe.plan import point_status
 from benchpipe.pointspec import point_spec

@@ -15,9 +15,10 @@ import yaml
 from benchpipe import stages
 from benchpipe.deployers.knative import KnativeDeployer
 from benchpipe.errors import StackError
-from benchpipe.experiment import deep_merge, experiment_files, load_experiment
+from benchpipe.experiment import experiment_files, load_experiment
 from benchpipe.generators.sequential import SequentialGenerator
 from benchpipe.generators.wrk2 import render_lua
+from benchpipe.merge import deep_merge
 from benchpipe.model import Host, Mix
 from benchpipe.pointspec import point_spec
 from tests.test_pipeline_e2e import REPO, job_counts, snakemake

@@ -15,7 +15,8 @@ import yaml
 from benchpipe.clusters import planned_cluster
 from benchpipe.deployers.remote_process import RemoteProcessDeployer, start_script, stop_script
 from benchpipe.errors import ConfigError
-from benchpipe.experiment import deep_merge, load_experiment
+from benchpipe.experiment import load_experiment
+from benchpipe.merge import deep_merge
 from benchpipe.pointspec import point_spec
 from benchpipe.validation import validate
 from tests.test_pipeline_e2e import job_counts, snakemake

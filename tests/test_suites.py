@@ -73,7 +73,8 @@ def test_remote_profiles_run_every_experiment_at_the_papers_values(profile_file)
     """Snakemake merges a profile's configfile over config.yaml key by key, so a per-experiment local
     factor would survive a profile that only resets the global ones: every experiment of every suite
     must come out of the merged scale exactly as its file says."""
-    from benchpipe.experiment import deep_merge, experiment_files, load_experiment
+    from benchpipe.experiment import experiment_files, load_experiment
+    from benchpipe.merge import deep_merge
     from benchpipe.validation import validate
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
