@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -174,6 +175,11 @@ class Lease:
                 raise LeaseHeld(
                     f"the run that started this job (pid {scheduler}) is gone; stopped waiting for {self.key}"
                 )
+            if scheduler > 1 and stopping_marker(scheduler).exists():
+                raise LeaseHeld(
+                    f"the run that started this job (pid {scheduler}) is stopping (SIGTERM); "
+                    f"stopped waiting for {self.key}"
+                )
             time.sleep(poll_s)
 
     def require(self, holder: str) -> dict[str, Any]:
@@ -229,6 +235,28 @@ def _alive(pid: int) -> bool:
 def announce_scheduler() -> None:
     """Called by the Snakemake process as it parses the workflow: its jobs inherit the variable."""
     os.environ["BENCHPIPE_SCHEDULER_PID"] = str(os.getpid())
+    stopping_marker(os.getpid()).unlink(missing_ok=True)  # an earlier run's, under a reused pid
+
+
+def stopping_marker(pid: int) -> Path:
+    return lock_dir() / f"stopping-{pid}"
+
+
+def watch_for_stop() -> None:
+    """Called in the scheduler once Snakemake has set its own SIGTERM handler ("exit after the
+    running jobs finish"): SIGTERM also leaves a marker, so a deploy waiting for a cluster gives
+    up. Otherwise it would wait for ever: the holder's next stage will never be started, and
+    Snakemake waits for the waiting deploy."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        with contextlib.suppress(OSError):
+            lock_dir().mkdir(parents=True, exist_ok=True)
+            stopping_marker(os.getpid()).touch()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def scheduler_pid() -> int:

@@ -17,7 +17,7 @@ from benchpipe.experiment import (
     load_experiment,
     suite_experiments,
 )
-from benchpipe.lease import announce_scheduler
+from benchpipe.lease import announce_scheduler, watch_for_stop
 from benchpipe.plan import (
     STACK_STAGES,
     experiments_for_targets,
@@ -451,6 +451,7 @@ def get_measure_threads():
 
 
 def preflight_or_stop():
+    watch_for_stop()
     maintenance = {"setup", "preflight", "teardown", "janitor"}
     if TARGETS and set(TARGETS) <= maintenance:
         return

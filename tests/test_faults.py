@@ -90,6 +90,26 @@ def test_sigterm_finishes_the_running_point_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_to_snakemake_alone_stops_a_deploy_waiting_for_the_cluster(tmp_path):
+    """`kill <snakemake pid>` (not the group): Snakemake finishes its running jobs and starts no
+    new one, so a deploy waiting for the cluster lease would wait for ever for a holder whose next
+    stage never comes. It gives up; the run ends, its stacks and clusters taken down."""
+    wd = make_workdir(tmp_path, baselines=("unsafe", "boki"), rates=(20,))
+    proc = start(wd)
+    wait_for_stack()
+    deploys = ("-m benchpipe deploy",)
+    wait_for(lambda: harness_processes(mine_only=True, patterns=deploys), 60, "the second point's deploy to wait")
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=120)  # without the give-up: for ever
+    logs = [f.read_text() for f in (wd / "results/logs/hotel").glob("*/qps20/deploy.log")]
+    assert any("is stopping (SIGTERM); stopped waiting" in t for t in logs), logs
+    time.sleep(0.5)
+    assert not harness_processes(mine_only=True, patterns=deploys)
+    assert not stack_processes(mine_only=True)
+    assert not list((wd / "results" / ".clusters").glob("*/*.json"))
+
+
+@pytest.mark.slow
 def test_sigkill_leaves_a_lock_whose_message_says_how_to_go_on(tmp_path):
     wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20, 40))
     proc = start(wd)
