@@ -102,18 +102,21 @@ class Experiment:
                 out.append(Point(self.name, baseline, self.point_name(params, rep), params, rep))
         return out
 
+    def matches(self, when: dict[str, Any], params: dict[str, Any]) -> bool:
+        """Whether a mix or settings entry's `when` holds for the app and a point's parameters."""
+        facts = {"app": self.data["app"], **params}
+        return all(facts.get(k) == v for k, v in when.items())
+
     def mix(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         """The request mix of a point: entries whose `when` matches the app and the point's parameters."""
-        facts = {"app": self.data["app"], **params}
-        return [m for m in self.data["workload"]["mix"] if all(facts.get(k) == v for k, v in m.get("when", {}).items())]
+        return [m for m in self.data["workload"]["mix"] if self.matches(m.get("when", {}), params)]
 
     def settings(self, params: dict[str, Any]) -> dict[str, Any]:
         """The workload settings of a point: `settings`, then those of every `settings_when` entry
         whose `when` matches the app and the point's parameters (later entries win)."""
-        facts = {"app": self.data["app"], **params}
         out = dict(self.data["workload"]["settings"])
         for entry in self.data["workload"].get("settings_when", []):
-            if all(facts.get(k) == v for k, v in entry["when"].items()):
+            if self.matches(entry["when"], params):
                 out.update(entry["settings"])
         return out
 
@@ -122,8 +125,7 @@ class Experiment:
         for k in when:
             if k != "app" and k not in self.data["sweep"]:
                 return f"expected the app or a sweep parameter ({', '.join(self.data['sweep'])}), got {k!r}"
-        facts = [{"app": self.data["app"], **p.params} for p in self.all_points()]
-        if not any(all(f.get(k) == v for k, v in when.items()) for f in facts):
+        if not any(self.matches(when, p.params) for p in self.all_points()):
             return f"expected values of points of the sweep, got {when}, which no point has"
         return ""
 
@@ -229,7 +231,9 @@ def _check(exp: Experiment, repetitions: int) -> None:
         if why:
             raise ConfigError(f"{src}: workload.settings_when[{i}].when: {why}")
     each = [("workload.settings", wl["settings"])]
-    each += [(f"workload.settings_when[{i}].settings", e["settings"]) for i, e in enumerate(wl.get("settings_when", []))]
+    each += [
+        (f"workload.settings_when[{i}].settings", e["settings"]) for i, e in enumerate(wl.get("settings_when", []))
+    ]
     for where, settings in each:
         for key in SETTINGS_DURATIONS:
             v = settings.get(key, 1)
