@@ -90,10 +90,32 @@ class Experiment:
                 out.append(Point(self.name, baseline, self.point_name(params, rep), params, rep))
         return out
 
+    def matches(self, when: dict[str, Any], params: dict[str, Any]) -> bool:
+        """Whether a mix or settings entry's `when` holds for the app and a point's parameters."""
+        facts = {"app": self.data["app"], **params}
+        return all(facts.get(k) == v for k, v in when.items())
+
     def mix(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         """The request mix of a point: entries whose `when` matches the app and the point's parameters."""
-        facts = {"app": self.data["app"], **params}
-        return [m for m in self.data["workload"]["mix"] if all(facts.get(k) == v for k, v in m.get("when", {}).items())]
+        return [m for m in self.data["workload"]["mix"] if self.matches(m.get("when", {}), params)]
+
+    def settings(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The workload settings of a point: `settings`, then those of every `settings_when` entry
+        whose `when` matches the app and the point's parameters (later entries win)."""
+        out = dict(self.data["workload"]["settings"])
+        for entry in self.data["workload"].get("settings_when", []):
+            if self.matches(entry["when"], params):
+                out.update(entry["settings"])
+        return out
+
+    def unmatched(self, when: dict[str, Any]) -> str:
+        """Why a `when` matches no point of the sweep ('' when some point matches)."""
+        for k in when:
+            if k != "app" and k not in self.data["sweep"]:
+                return f"expected the app or a sweep parameter ({', '.join(self.data['sweep'])}), got {k!r}"
+        if not any(self.matches(when, p.params) for p in self.all_points()):
+            return f"expected values of points of the sweep, got {when}, which no point has"
+        return ""
 
     def all_points(self, repetitions: int = 1) -> list[Point]:
         return [p for b in self.baselines for p in self.points(b, repetitions)]
@@ -123,17 +145,18 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
                 wl[key] = round(max(wl[key] * d, floor), 3)
         if wl.get("pause_s", 0) > 0:
             wl["pause_s"] = round(wl["pause_s"] * d, 3)  # a quiet gap is a duration too
-    settings = data["workload"]["settings"]
-    for key in SETTINGS_DURATIONS + SETTINGS_PAUSES:
-        # Closed-loop settings (switching) and sequential pauses are durations too.
-        if key in settings:
-            settings[key] = round(settings[key] * d, 3)
+    wl = data["workload"]
     q = scale.get("requests", 1)
-    if q != 1 and "requests" in settings:
-        # Sequential runs are counted in requests (Pronghorn's 500 per cell).
-        settings["requests"] = max(1, round(settings["requests"] * q))
+    for settings in [wl["settings"]] + [e["settings"] for e in wl.get("settings_when", [])]:
+        for key in SETTINGS_DURATIONS + SETTINGS_PAUSES:
+            # Closed-loop settings (switching) and sequential pauses are durations too.
+            if key in settings:
+                settings[key] = round(settings[key] * d, 3)
+        if q != 1 and "requests" in settings:
+            # Sequential runs are counted in requests (Pronghorn's 500 per cell).
+            settings["requests"] = max(1, round(settings["requests"] * q))
     # Local values of workload settings that no factor expresses (Pronghorn's retry delay).
-    settings.update(scale.get("settings", {}))
+    wl["settings"].update(scale.get("settings", {}))
     if r != 1:
         rate_params = [p for p, m in data.get("parameters", {}).items() if m.get("role") == "rate"]
         if not rate_params and RATE_PARAM_DEFAULT in data["sweep"]:
@@ -143,6 +166,15 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
             for p in rate_params:
                 if p in sweep:
                     sweep[p] = sorted({max(1, round(v * r)) for v in sweep[p]})
+    # Local values for some points only (Pronghorn's request count per benchmark), after the factors.
+    own = scale.get("settings_when", [])
+    if own:
+        exp = Experiment(data["name"], "", data)
+        for i, entry in enumerate(own):
+            why = exp.unmatched(entry["when"])
+            if why:
+                raise ConfigError(f"config: scale.experiments.{data['name']}.settings_when[{i}].when: {why}")
+        wl["settings_when"] = [*wl.get("settings_when", []), *copy.deepcopy(own)]
     return data
 
 
@@ -182,14 +214,23 @@ def _check(exp: Experiment, repetitions: int) -> None:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
                 raise ConfigError(f"{src}: {where}.{rate}[{i}]: expected a number > 0 (a request rate), got {v!r}")
     wl = data["workload"]
-    for key in SETTINGS_DURATIONS:
-        v = wl["settings"].get(key, 1)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ConfigError(f"{src}: workload.settings.{key}: expected a number of seconds > 0, got {v!r}")
-    for key in SETTINGS_PAUSES:
-        v = wl["settings"].get(key, 0)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ConfigError(f"{src}: workload.settings.{key}: expected a number of seconds >= 0, got {v!r}")
+    for i, entry in enumerate(wl.get("settings_when", [])):
+        why = exp.unmatched(entry["when"])
+        if why:
+            raise ConfigError(f"{src}: workload.settings_when[{i}].when: {why}")
+    each = [("workload.settings", wl["settings"])]
+    each += [
+        (f"workload.settings_when[{i}].settings", e["settings"]) for i, e in enumerate(wl.get("settings_when", []))
+    ]
+    for where, settings in each:
+        for key in SETTINGS_DURATIONS:
+            v = settings.get(key, 1)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"{src}: {where}.{key}: expected a number of seconds > 0, got {v!r}")
+        for key in SETTINGS_PAUSES:
+            v = settings.get(key, 0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"{src}: {where}.{key}: expected a number of seconds >= 0, got {v!r}")
     generator = wl.get("generator", "openloop")
     if generator in ("openloop", "wrk2"):
         if not wl["mix"]:

@@ -68,7 +68,7 @@ def point_spec(config: dict[str, Any], exp: Experiment, point: Point) -> dict[st
         "max_send_lag_ms": config["measure"]["max_send_lag_ms"],
         "min_achieved_fraction": config["measure"]["min_achieved_fraction"],
         **generator.get("settings", {}),
-        **wl.get("settings", {}),
+        **exp.settings(point.params),
     }
     for p, v in point.params.items():
         if exp.param_meta(p).get("role") == "concurrency":

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from benchpipe import registry
-from benchpipe.errors import RawDataError
+from benchpipe.errors import ConfigError, RawDataError
 from benchpipe.experiment import apply_scale, load_experiment
 from benchpipe.model import Mix
 from benchpipe.plots.ecdf import ecdf_points
@@ -145,6 +145,17 @@ def test_scale_counts_requests_and_pauses():
     scale = {"duration": 0.4, "experiments": {"pronghorn_fig4": {"settings": {"gap_s": 0, "retry_delay_s": 0.01}}}}
     local = apply_scale(exp.data, scale)["workload"]["settings"]
     assert (local["requests"], local["gap_s"], local["retry_delay_s"]) == (500, 0, 0.01)
+    # Some points' own local values (requests by benchmark), after the factors, by their parameters.
+    own = [{"when": {"benchmark": "bfs"}, "settings": {"requests": 60}}]
+    scale = {"requests": 0.08, "experiments": {"pronghorn_fig4": {"settings_when": own}}}
+    scaled = load_experiment(REPO / "config/experiments/pronghorn/pronghorn_fig4.yaml", scale)
+    counts = {p.name: scaled.settings(p.params)["requests"] for p in scaled.points("cold")}
+    assert counts["bfs_E1"] == counts["bfs_E20"] == 60 and counts["video_E1"] == counts["dfs_E4"] == 40
+    # A `when` that names no sweep parameter, or values no point has, is an error naming the key.
+    for when, why in [({"benchmarks": "bfs"}, "got 'benchmarks'"), ({"benchmark": "vidoe"}, "which no point has")]:
+        bad = {"experiments": {"pronghorn_fig4": {"settings_when": [*own, {"when": when, "settings": {}}]}}}
+        with pytest.raises(ConfigError, match=rf"scale.experiments.pronghorn_fig4.settings_when\[1\].when: .*{why}"):
+            apply_scale(exp.data, bad)
     # Without a requests factor, request counts stay (mu2sls's 20 + 200 sequential requests).
     seq = load_experiment(REPO / "config/experiments/mu2sls/mu2sls_seq.yaml", {"duration": 0.05})
     assert seq.data["workload"]["settings"]["requests"] == 200

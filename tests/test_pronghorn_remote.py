@@ -45,11 +45,14 @@ def test_figure4_runs_at_the_papers_size_on_the_criu_host_and_scaled_locally():
     # Locally no think time: the host answers 503 while its last request's snapshot or restore
     # runs, and the client tries again 10 ms later, unrecorded, for up to 3 s as the artifact's.
     assert (local["requests"], local["gap_s"], local["retry_delay_s"], local["unavailable_retries"]) == (
-        80,
+        60,
         0,
         0.01,
         300,
     )
+    # Locally each benchmark's own count (twice where its latency settles, at least 40).
+    assert spec_of("pronghorn_fig4", "local", "fixed1", "video_E20")["generator"]["settings"]["requests"] == 40
+    assert spec_of("pronghorn_fig4", "ssh", "fixed1", "video_E20")["generator"]["settings"]["requests"] == 500
 
 
 def test_ssh_points_deploy_the_host_with_criu_snapshots_on_its_own_host():
