@@ -44,7 +44,8 @@ def main() -> int:
 
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # kept-alive (wrk2): headers and body in two writes would wait ~40 ms for the delayed ACK
+        # Kept alive (wrk2): headers and body in two writes would wait ~40 ms for the delayed ACK.
+        disable_nagle_algorithm = True
 
         def reply(self, code: int, body: bytes) -> None:
             self.send_response(code)
