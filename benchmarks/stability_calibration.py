@@ -4,7 +4,7 @@ For every measurement attempt of every point under the given results folders (a 
 its raw/attempts/<k>/), the numbers the re-measuring checks (drift, stall) compare with their
 limits: the per-second p50's fitted change (Theil-Sen) and whether its 95% interval excludes 0, the
 worst window's p99 over the median window's, and the empty windows. Points where the generator fell
-behind or calls were left unfinished are listed apart (overload, not instability). The limits in
+behind or the stack left calls unfinished are marked (overload, not instability). The limits in
 config `stability:` should sit above what stationary points show, with room.
 
     python benchmarks/stability_calibration.py RESULTS [RESULTS ...] [--stability-json '{...}']
@@ -33,6 +33,7 @@ def point_numbers(raw: Path, th: Thresholds) -> dict | None:
     if calls is None or phases is None:
         return None
     _d, finished, lat = calls
+    sent = int(rep.get("sent", 0) or 0) + int(_json(raw / "warmup.json").get("sent", 0) or 0)
     (t0, t1), warm = phases
     s = Series.from_events(finished, lat, t0, t1)
     from scipy import stats
@@ -55,7 +56,9 @@ def point_numbers(raw: Path, th: Thresholds) -> dict | None:
         "p99_ratio": worst / ref if ref > 0 else float("nan"),
         "p99_gap_ms": worst - ref,
         "empty": int((s.count == 0).sum()),
-        "overload": bool(rep.get("fell_behind")),
+        # Overload, not instability: the generator fell behind, or the stack left calls unfinished
+        # at the end of the run stage's wait for them.
+        "overload": bool(rep.get("fell_behind")) or finished.size < sent,
         "flags": flags,
     }
 
@@ -81,10 +84,10 @@ def main() -> int:
         print(
             f"{name:48s} {r['change']:+7.0%} {r['abs_ms']:+7.2f} {'yes' if r['ci_excl_0'] else '':>4s} "
             f"{r['p99_ratio']:6.1f} {r['p99_gap_ms']:7.1f} {r['empty']:5d}  "
-            f"{','.join(r['flags'])}{' (generator fell behind)' if r['overload'] else ''}"
+            f"{','.join(r['flags'])}{' (overload)' if r['overload'] else ''}"
         )
     steady = [r for _, r in rows if not r["overload"]]
-    print(f"\n{len(rows)} measurements, {len(steady)} where the generator kept its rate; of those:")
+    print(f"\n{len(rows)} measurements, {len(steady)} where the generator and the stack kept up; of those:")
     for key, what in (
         ("change", "|fitted change|"),
         ("abs_ms", "|fitted change| ms"),
