@@ -40,7 +40,7 @@ class Thresholds:
     drift_min_change: float = 0.5
     drift_min_abs: float = 1.0
     stall_p99_factor: float = 10.0
-    stall_min_gap_ms: float = 100.0
+    stall_min_gap_ms: float = 250.0
     max_error_share: float = 0.01
     outlier_mads: float = 3.0
     outlier_min_rel: float = 0.05
