@@ -1,16 +1,23 @@
 """Schema validation with messages a user can act on: file, key path, what was expected.
 
-Defaults are filled by snakemake.utils.validate (the workflow's one way to apply a schema); the
-messages come from jsonschema's own errors, reworded, because snakemake's only repeat jsonschema.
+Defaults are filled as snakemake.utils.validate fills them (jsonschema's `properties` extended to
+set each missing property's default), from the schema loaded once per process: snakemake's own
+validate re-reads the schema file with a pure-Python YAML parser on every call, which cost more
+than a second per experiment file at every Snakemake start and in every summarize, claims and plot
+job. The messages come from jsonschema's own errors, reworded, because snakemake's only repeat
+jsonschema.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+from jsonschema import validators
 
 from benchpipe.errors import ConfigError
 
@@ -62,21 +69,48 @@ def format_errors(errors: list[jsonschema.ValidationError], source: str) -> str:
     return "\n".join(lines)
 
 
+# libyaml's parser where PyYAML has it (same YAML, same SafeLoader types; ~10x faster).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_LOADER)
+
+
 def load_schema(name: str) -> dict[str, Any]:
-    return yaml.safe_load((SCHEMA_DIR / name).read_text())
+    return _load_yaml((SCHEMA_DIR / name).read_text())
+
+
+def _set_defaults(validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Any:
+    # jsonschema's FAQ recipe, as snakemake.utils.validate applies it; a copy of each default, since
+    # the schema (and its `default: {}`) is shared by every validation in the process.
+    if isinstance(instance, dict):
+        for prop, sub in properties.items():
+            if isinstance(sub, dict) and "default" in sub:
+                instance.setdefault(prop, copy.deepcopy(sub["default"]))
+    yield from validators.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+
+_DefaultFilling = validators.extend(jsonschema.Draft202012Validator, {"properties": _set_defaults})
+
+
+@functools.cache
+def _validators(schema_name: str) -> tuple[Any, Any]:
+    """(the checking validator, the default-filling one) of a schema, loaded once per process."""
+    schema = load_schema(schema_name)
+    return jsonschema.Draft202012Validator(schema), _DefaultFilling(schema)
 
 
 def validate(data: Any, schema_name: str, source: str) -> dict[str, Any]:
     """Validate `data` against config/schemas/<schema_name>, fill defaults, or raise ConfigError."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
-    schema = load_schema(schema_name)
-    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(data))
+    check, fill = _validators(schema_name)
+    # Errors first, on the data as written (a default must not hide a missing key's message).
+    errors = list(check.iter_errors(data))
     if errors:
         raise ConfigError(format_errors(errors, source))
-    from snakemake.utils import validate as snakemake_validate
-
-    snakemake_validate(data, str(SCHEMA_DIR / schema_name), set_default=True)
+    fill.validate(data)
     return data
 
 
@@ -87,7 +121,7 @@ def read_yaml(path: str | Path) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     try:
-        return yaml.safe_load(text)
+        return _load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

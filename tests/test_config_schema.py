@@ -130,3 +130,23 @@ def test_scale_makes_local_version_and_names_points():
     assert [p.name for p in paper.points("unsafe")] == ["qps100", "qps300", "qps500", "qps700"]
     assert len(paper.all_points()) == 16
     assert len(paper.machines("shared_log")) == 16 and len(paper.machines("baseline")) == 10
+
+
+def test_defaults_as_snakemake_validate_fills_them_and_never_shared(tmp_path):
+    # validate() loads a schema once per process and fills defaults itself (snakemake's validate
+    # re-read the schema file per call): the same result as snakemake.utils.validate on the real
+    # configuration, and a default ({} or []) is a fresh copy each time, never the schema's own.
+    from snakemake.utils import validate as snakemake_validate
+
+    from benchpipe.validation import SCHEMA_DIR
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    ours = validate(copy.deepcopy(cfg), "config.schema.yaml", "config.yaml")
+    theirs = copy.deepcopy(cfg)
+    snakemake_validate(theirs, str(SCHEMA_DIR / "config.schema.yaml"), set_default=True)
+    assert ours == theirs
+    first = validate({}, "config.schema.yaml", "a.yaml")
+    first["stability"]["drift_min_change"] = 9
+    first["data_files"]["x"] = "y"
+    second = validate({}, "config.schema.yaml", "b.yaml")
+    assert second["stability"]["drift_min_change"] == 0.5 and "x" not in second["data_files"]

@@ -91,3 +91,55 @@ def test_flags_round_trip_through_the_summary_columns():
     assert names == "stall;errors"
     assert [n for n, _ in row_flags({"flags": names, "flag_detail": detail})] == ["stall", "errors"]
     assert row_flags({"flags": "", "flag_detail": ""}) == []
+
+
+def _scipy_drift(t, y, th):
+    """check_drift's rule computed straight from scipy.stats.theilslopes (no gate)."""
+    from scipy import stats
+
+    ok = np.isfinite(y)
+    tt, yy = t[ok], y[ok]
+    if tt.size < 4:
+        return False
+    slope, intercept, low, high = stats.theilslopes(yy, tt)
+    start, end = intercept + slope * tt[0], intercept + slope * tt[-1]
+    change = (end - start) / abs(start)
+    return bool(
+        (low > 0 or high < 0) and abs(change) > th.drift_min_change and abs(slope * np.ptp(t)) > th.drift_min_abs
+    )
+
+
+def test_drift_gate_gives_scipys_verdict():
+    # The numpy point estimate only skips scipy where no flag is possible: same verdict on series
+    # that trend a little, a lot, with ties and with empty windows.
+    rng = np.random.default_rng(5)
+    for i in range(400):
+        n = int(rng.integers(4, 30))
+        t = np.arange(n, dtype=float)
+        y = rng.uniform(0.5, 20) * (1 + rng.uniform(-1.5, 1.5) * t / n) + rng.normal(0, rng.uniform(0.01, 3), n)
+        if i % 3 == 1:
+            y = np.round(y)
+        if i % 3 == 2:
+            y[rng.integers(0, n)] = np.nan
+        assert (check_drift(t, y, TH) is not None) == _scipy_drift(t, y, TH), i
+
+
+def test_checks_of_a_steady_point_do_not_import_scipy(tmp_path):
+    # The run and collect jobs of every point check it; scipy.stats costs ~1 s of CPU to import,
+    # so a point that does not trend must not pay for it (a trending one does: see above).
+    code = (
+        "import sys, numpy as np\n"
+        "from benchpipe.stats.stability import Series, Thresholds, check_drift, check_stall, check_warmup\n"
+        "rng = np.random.default_rng(0)\n"
+        "t = np.sort(rng.uniform(0, 10, 2000)); lat = 5 * rng.lognormal(0, 0.2, t.size)\n"
+        "s = Series.from_events(t, lat, 0.0, 10.0); th = Thresholds()\n"
+        "assert check_drift(s.t, s.p50, th) is None and check_stall(s, th) is None and check_warmup(s, th) is None\n"
+        "assert 'scipy.stats' not in sys.modules, 'scipy.stats imported'\n"
+        "s = Series.from_events(t, lat * (1 + t / 10), 0.0, 10.0)\n"
+        "assert check_drift(s.t, s.p50, th) is not None and 'scipy.stats' in sys.modules\n"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

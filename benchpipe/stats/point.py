@@ -110,26 +110,16 @@ def check_point(
         if flag:
             out.flags.append(flag)
     calls = _calls(raw, _sleep_ms(summary, params))
-    open_loop = rep.get("generator") in OPEN_LOOP
-    if calls is not None and open_loop and "measure_start" in timing and "measure_end" in timing:
+    phases = _phases(raw, rep, timing, calls)
+    if calls is not None and phases is not None:
         dispatch, finished, lat = calls
-        t0, t1 = float(timing["measure_start"]), float(timing["measure_end"])
-        if rep.get("duration_s"):
-            # The offered-load period: after it the generator only waits for its last answers,
-            # and the stack's completions tail off (not a stall).
-            t1 = min(t1, t0 + float(rep["duration_s"]))
+        (t0, t1), warm_window = phases
         out.measure = Series.from_events(finished, lat, t0, t1)
         for flag in (check_drift(out.measure.t, out.measure.p50, th, "per-second p50"), check_stall(out.measure, th)):
             if flag:
                 out.flags.append(flag)
-        if "warmup_start" in timing and "warmup_end" in timing:
-            w0, w1 = float(timing["warmup_start"]), float(timing["warmup_end"])
-            warm = _json(raw / "warmup.json")
-            if warm.get("duration_s"):
-                w1 = min(w1, w0 + float(warm["duration_s"]))
-            # Per second; a warm-up shorter than 8 s (the local scale) in eighths, to see a trend.
-            width = 1.0 if w1 - w0 >= 8 else max((w1 - w0) / 8, 1e-3)
-            out.warmup = Series.from_events(finished, lat, w0, w1, width)
+        if warm_window is not None:
+            out.warmup = _warmup_series(finished, lat, *warm_window)
             flag = check_warmup(out.warmup, th)
             if flag:
                 out.flags.append(flag)
@@ -151,6 +141,37 @@ def check_point(
         if flag:
             out.flags.append(flag)
     return out
+
+
+def _phases(
+    raw: Path, rep: Mapping[str, Any], timing: Mapping[str, Any], calls: Any
+) -> tuple[tuple[float, float], tuple[float, float] | None] | None:
+    """The measurement's window and the warm-up's (or None) whose calls the checks see; None when
+    there is nothing to check (no per-call records, a closed loop, no measurement timing)."""
+    if (
+        calls is None
+        or rep.get("generator") not in OPEN_LOOP
+        or "measure_start" not in timing
+        or "measure_end" not in timing
+    ):
+        return None
+    t0, t1 = float(timing["measure_start"]), float(timing["measure_end"])
+    if rep.get("duration_s"):
+        # The offered-load period: after it the generator only waits for its last answers,
+        # and the stack's completions tail off (not a stall).
+        t1 = min(t1, t0 + float(rep["duration_s"]))
+    warm = None
+    if "warmup_start" in timing and "warmup_end" in timing:
+        w0, w1 = float(timing["warmup_start"]), float(timing["warmup_end"])
+        declared = _json(raw / "warmup.json").get("duration_s")
+        warm = (w0, min(w1, w0 + float(declared)) if declared else w1)
+    return (t0, t1), warm
+
+
+def _warmup_series(finished: np.ndarray, lat: np.ndarray, w0: float, w1: float) -> Series:
+    # Per second; a warm-up shorter than 8 s (the local scale) in eighths, to see a trend.
+    width = 1.0 if w1 - w0 >= 8 else max((w1 - w0) / 8, 1e-3)
+    return Series.from_events(finished, lat, w0, w1, width)
 
 
 def attempts(raw: Path) -> list[tuple[int, Path]]:
@@ -190,9 +211,17 @@ def write_series(raw: Path) -> bool:
     False when the point has no per-call records (nothing written)."""
     from benchpipe.model import write_json_atomic
 
-    check = check_point(raw, {}, {}, Thresholds(), within=False)
-    if check.measure is None:
+    # The series only: no check runs here (the checks' Theil-Sen trends need scipy.stats, which
+    # collect has no other use for); summaries and the run stage check the same windows.
+    rep, timing = _json(raw / "measure.json"), _json(raw / "timing.json")
+    calls = _calls(raw, 0.0)
+    phases = _phases(raw, rep, timing, calls)
+    if calls is None or phases is None:
         return False
-    phases = {"warmup": check.warmup, "measure": check.measure}
-    write_json_atomic(raw / SERIES_FILE, {k: v.to_dict() for k, v in phases.items() if v is not None})
+    _dispatch, finished, lat = calls
+    (t0, t1), warm = phases
+    series = {"measure": Series.from_events(finished, lat, t0, t1)}
+    if warm is not None:
+        series["warmup"] = _warmup_series(finished, lat, *warm)
+    write_json_atomic(raw / SERIES_FILE, {k: series[k].to_dict() for k in ("warmup", "measure") if k in series})
     return True

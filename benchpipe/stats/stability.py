@@ -23,7 +23,7 @@ Flags (names as they appear in a summary's `flags` column):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -40,7 +40,7 @@ class Thresholds:
     drift_min_change: float = 0.5
     drift_min_abs: float = 1.0
     stall_p99_factor: float = 10.0
-    stall_min_gap_ms: float = 100.0
+    stall_min_gap_ms: float = 250.0
     max_error_share: float = 0.01
     outlier_mads: float = 3.0
     outlier_min_rel: float = 0.05
@@ -109,27 +109,54 @@ class Series:
         return {"window_s": width, "count": self.count.tolist(), "p50_ms": ms(self.p50), "p99_ms": ms(self.p99)}
 
 
-def _trend(t: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float, float] | None:
-    """Theil-Sen slope, its interval and the fitted relative change across t; None if too short."""
+def _trend(
+    t: np.ndarray, y: np.ndarray, large: Callable[[float, float], bool] | None = None, confidence: float = 0.95
+) -> tuple[float, float, float, float] | None:
+    """Theil-Sen slope, its interval and the fitted relative change across t; None if too short,
+    or if `large(slope, change)` says the trend is too small to flag whatever its interval.
+
+    The gate uses Theil-Sen's point estimate as scipy.stats.theilslopes defines it (the median of
+    the pairwise slopes; intercept median(y) - slope * median(t)), a few numpy lines; only a trend
+    large enough to matter gets scipy's full result (slope, interval), which decides the flag. Most
+    points never trend, and importing scipy.stats costs ~1 s in the run and collect jobs."""
     ok = np.isfinite(y)
     t, y = np.asarray(t, dtype=float)[ok], np.asarray(y, dtype=float)[ok]
     if t.size < 4 or np.ptp(t) == 0:
         return None
+    if large is not None:
+        dt, dy = t[:, None] - t, y[:, None] - y
+        est = float(np.median(dy[dt > 0] / dt[dt > 0]))
+        if not large(est, _change(t, y, est, float(np.median(y)) - est * float(np.median(t)))):
+            return None
     from scipy import stats  # here, not at import: the run and collect jobs of every point import this module
 
     slope, intercept, low, high = stats.theilslopes(y, t, alpha=confidence)
+    return float(slope), float(low), float(high), _change(t, y, float(slope), float(intercept))
+
+
+def _change(t: np.ndarray, y: np.ndarray, slope: float, intercept: float) -> float:
+    """The fitted line's change across t, relative to its start (or to the series' size)."""
     start = intercept + slope * t[0]
     end = intercept + slope * t[-1]
     base = start if abs(start) > 1e-12 else float(np.median(np.abs(y))) or 1.0
-    return float(slope), float(low), float(high), float((end - start) / abs(base))
+    return float((end - start) / abs(base))
+
+
+# The gate's margin: the point estimate is scipy's to the last bit, but a trend within 1% of a
+# limit gets scipy's result all the same.
+_GATE = 0.99
 
 
 def check_drift(t: Sequence[float], y: Sequence[float], th: Thresholds, what: str = "p50") -> Flag | None:
-    got = _trend(np.asarray(t), np.asarray(y))
+    span = float(np.ptp(np.asarray(t, dtype=float)))
+
+    def large(slope: float, change: float) -> bool:
+        return abs(change) > _GATE * th.drift_min_change and abs(slope * span) > _GATE * th.drift_min_abs
+
+    got = _trend(np.asarray(t), np.asarray(y), large)
     if got is None:
         return None
     slope, low, high, change = got
-    span = float(np.ptp(np.asarray(t, dtype=float)))
     # And by more than drift_min_abs in the series' unit (ms): sub-ms p50s double on noise.
     if (low > 0 or high < 0) and abs(change) > th.drift_min_change and abs(slope * span) > th.drift_min_abs:
         return Flag(
@@ -215,7 +242,7 @@ def check_warmup(series: Series, th: Thresholds) -> Flag | None:
         return None
     k = max(4, n - n // 2)
     t, y = series.t[-k:], series.p50[-k:]
-    got = _trend(t, y)
+    got = _trend(t, y, lambda _slope, change: abs(change) > _GATE * th.warmup_min_change)
     if got is None:
         return None
     slope, low, high, change = got
