@@ -146,6 +146,17 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
         settings["requests"] = max(1, round(settings["requests"] * q))
     # Local values of workload settings that no factor expresses (Pronghorn's retry delay).
     settings.update(scale.get("settings", {}))
+    # Local sweeps and rounds where the paper's would not fit the local budget (ExoFlow: a fresh Ray
+    # runtime per point costs seconds that no duration factor shortens).
+    for p, values in scale.get("sweep", {}).items():
+        if p not in data["sweep"]:
+            raise ConfigError(
+                f"config: scale.experiments.{data['name']}.sweep.{p}: expected a parameter of the "
+                f"experiment's sweep ({', '.join(data['sweep'])})"
+            )
+        data["sweep"][p] = list(values)
+    if scale.get("repetitions"):
+        data["repetitions"] = int(scale["repetitions"])
     if r != 1:
         rate_params = [p for p, m in data.get("parameters", {}).items() if m.get("role") == "rate"]
         if not rate_params and RATE_PARAM_DEFAULT in data["sweep"]:

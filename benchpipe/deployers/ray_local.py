@@ -228,7 +228,10 @@ class RayDeployer(ProcessDeployer):
             _ray_bin(self.python), "start", "--head", "--block", f"--port={port}",
             f"--node-ip-address={self.host}", f"--num-cpus={rendered['num_cpus']}", "--num-gpus=0",
             f"--object-store-memory={rendered['object_store_mb'] * 1024 * 1024}",
-            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+            # No dashboard, no log monitor (drivers run with log_to_driver=False): fewer processes
+            # to start per point.
+            "--include-dashboard=false", "--include-log-monitor=false", "--disable-usage-stats",
+            f"--temp-dir={temp_dir}",
             f"--dashboard-agent-listen-port={free_port(self.host)}",
         ]  # fmt: skip
         head_env = {
