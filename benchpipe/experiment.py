@@ -368,6 +368,15 @@ def suite_experiments(experiments_dir: str | Path, suite: str) -> list[str]:
     return [p.stem for p in sorted((Path(experiments_dir) / suite).glob("[!_]*.yaml"))]
 
 
+def chosen_experiments(configured: list[str] | dict[str, list[str]] | None, suite: str) -> list[str] | None:
+    """The experiments rule all builds as configured: a list (the chosen suite's), or a list per suite
+    (a profile's choice: `--config suite=other` must not inherit the default suite's names); None
+    when nothing is chosen for `suite` (then every experiment of it)."""
+    if isinstance(configured, dict):
+        return configured.get(suite) or None
+    return configured or None
+
+
 def figure_experiments(fig: dict[str, Any], owner: str) -> list[str]:
     """The experiments whose summaries a figure draws: its own, its panels', its reference lines'."""
     names = [owner]
