@@ -157,6 +157,17 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
             settings["requests"] = max(1, round(settings["requests"] * q))
     # Local values of workload settings that no factor expresses (Pronghorn's retry delay).
     wl["settings"].update(scale.get("settings", {}))
+    # Local sweeps and rounds where the paper's would not fit the local budget (ExoFlow: a fresh Ray
+    # runtime per point costs seconds that no duration factor shortens).
+    for p, values in scale.get("sweep", {}).items():
+        if p not in data["sweep"]:
+            raise ConfigError(
+                f"config: scale.experiments.{data['name']}.sweep.{p}: expected a parameter of the "
+                f"experiment's sweep ({', '.join(data['sweep'])})"
+            )
+        data["sweep"][p] = list(values)
+    if scale.get("repetitions"):
+        data["repetitions"] = int(scale["repetitions"])
     if r != 1:
         rate_params = [p for p, m in data.get("parameters", {}).items() if m.get("role") == "rate"]
         if not rate_params and RATE_PARAM_DEFAULT in data["sweep"]:
@@ -384,6 +395,15 @@ def suite_experiments(experiments_dir: str | Path, suite: str) -> list[str]:
             f"config: suite: expected one of the folders of {experiments_dir} ({', '.join(suites)}), got {suite!r}"
         )
     return [p.stem for p in sorted((Path(experiments_dir) / suite).glob("[!_]*.yaml"))]
+
+
+def chosen_experiments(configured: list[str] | dict[str, list[str]] | None, suite: str) -> list[str] | None:
+    """The experiments rule all builds as configured: a list (the chosen suite's), or a list per suite
+    (a profile's choice: `--config suite=other` must not inherit the default suite's names); None
+    when nothing is chosen for `suite` (then every experiment of it)."""
+    if isinstance(configured, dict):
+        return configured.get(suite) or None
+    return configured or None
 
 
 def figure_experiments(fig: dict[str, Any], owner: str) -> list[str]:

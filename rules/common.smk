@@ -11,6 +11,7 @@ from benchpipe.diskspace import shortage
 from benchpipe.failures import why_failed
 from benchpipe.experiment import (
     check_figure_references,
+    chosen_experiments,
     drawn_points,
     experiment_files,
     figure_experiments,
@@ -50,8 +51,9 @@ try:
         for name, path in experiment_files(config["experiments_dir"]).items()
     }
     # Rule all leaves out what this target cannot run (named once); asked for by name, it is refused.
-    _ASKED = bool(config.get("experiments"))
-    config["experiments"] = config.get("experiments") or SUITE_NAMES
+    _CHOSEN = chosen_experiments(config.get("experiments"), config["suite"])
+    _ASKED = bool(_CHOSEN)
+    config["experiments"] = _CHOSEN or SUITE_NAMES
     if not _ASKED:
         _SKIPPED = [n for n in config["experiments"] if unsupported(config, EXPERIMENTS[n])]
         for _name in _SKIPPED:

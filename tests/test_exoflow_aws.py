@@ -373,3 +373,27 @@ def test_dry_run_plans_every_exoflow_figure_with_machines_hours_and_dollars(tmp_
     assert "machines (on-demand):" in text
     assert "total:" in text and "vCPU:" in text
     assert not (tmp_path / "results-aws").exists()
+
+
+@pytest.mark.slow
+def test_suite_exoflow_under_the_aws_profile_plans_its_own_experiments(tmp_path):
+    # profiles/aws chooses Halfmoon's experiments for rule all; --config suite=exoflow must not
+    # inherit them (it failed on 'singleop'), and the Halfmoon default must stay as it was.
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    profile = tmp_path / "aws"
+    shutil.copytree(REPO / "profiles" / "aws", profile)
+    conf = yaml.safe_load((profile / "aws.yaml").read_text())
+    conf["provider"]["settings"]["endpoint_url"] = "http://127.0.0.1:9"  # any AWS call would fail
+    (profile / "aws.yaml").write_text(yaml.safe_dump(conf))
+    base = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-c2", "-n",
+            "--profile", str(profile)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def plan(*args: str) -> str:
+        out = subprocess.run([*base, *args], capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+        return out.stdout + out.stderr
+
+    assert "exoflow_fig7a/exoflow: 10 to run" in plan("figures/exoflow_fig7a.png", "--config", "suite=exoflow")
+    halfmoon = plan()  # rule all: Halfmoon's evaluation, as before
+    assert "figures/hotel.png" in halfmoon and "figures/exoflow_" not in halfmoon

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from benchpipe.errors import ConfigError
-from benchpipe.experiment import experiment_files, suite_experiments
+from benchpipe.experiment import chosen_experiments, experiment_files, suite_experiments
 from tests.test_pipeline_e2e import REPO, job_counts, make_workdir, snakemake
 
 
@@ -88,3 +88,15 @@ def test_remote_profiles_run_every_experiment_at_the_papers_values(profile_file)
         assert load_experiment(path, merged["scale"]).data == paper.data, f"{profile_file}: {name} is scaled"
         scaled_locally += load_experiment(path, local["scale"]).data != paper.data
     assert scaled_locally >= len(local["scale"]["experiments"])
+
+
+def test_a_profiles_experiments_per_suite_do_not_leak_into_another_suite():
+    # profiles/aws lists Halfmoon's experiments per suite: `--config suite=exoflow` gets ExoFlow's.
+    per_suite = {"halfmoon": ["singleop", "hotel"]}
+    assert chosen_experiments(per_suite, "halfmoon") == ["singleop", "hotel"]
+    assert chosen_experiments(per_suite, "exoflow") is None  # every experiment of the suite
+    assert chosen_experiments(["hotel"], "halfmoon") == ["hotel"]
+    assert chosen_experiments(None, "halfmoon") is None
+    aws = yaml.safe_load((REPO / "profiles" / "aws" / "aws.yaml").read_text())
+    assert chosen_experiments(aws.get("experiments"), "exoflow") is None
+    assert chosen_experiments(aws.get("experiments"), "halfmoon")
