@@ -31,6 +31,23 @@ def key_path(path: Any) -> str:
     return out or "(top level)"
 
 
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
+
+
+def _closest(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """Of a oneOf/anyOf's branch errors, one from a branch whose type the value has (a list's
+    error from the list branch, not "expected object"), the deepest first."""
+    kind = _JSON_TYPES.get(type(error.instance))
+
+    def fits(e: jsonschema.ValidationError) -> bool:
+        branch = e.schema_path[0] if e.schema_path else None
+        t = error.validator_value[branch].get("type") if isinstance(branch, int) else None
+        return t is None or kind == t or (kind == "integer" and t == "number") or (isinstance(t, list) and kind in t)
+
+    ranked = sorted(error.context, key=lambda e: (not fits(e), -len(e.absolute_path), e.validator == "type"))
+    return ranked[0]
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     v, kw, val = error.validator_value, error.validator, error.instance
     shown = repr(val) if not isinstance(val, (dict, list)) else type(val).__name__
@@ -62,6 +79,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def format_errors(errors: list[jsonschema.ValidationError], source: str) -> str:
     lines = []
     for e in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])[:8]:
+        while e.validator in ("oneOf", "anyOf") and e.context:
+            # "not valid under any of the given schemas" names nothing: say what the closest
+            # branch expected, where.
+            e = _closest(e)
         where = key_path(list(e.absolute_path))
         if e.validator == "propertyNames":
             where = key_path([*e.absolute_path, e.instance])

@@ -43,6 +43,9 @@ CONFIG_CASES = [
     ({"scale": {"durations": 0.1}}, "config.yaml: scale: unknown key 'durations'"),
     ({"provider": {"name": "gcp"}}, "config.yaml: provider.name: expected one of local, ssh, aws, got 'gcp'"),
     ({"experiments": []}, "config.yaml: experiments: expected at least 1 entry, got 0"),
+    # A per-suite choice (oneOf list / mapping): the error names the branch it fits and the key.
+    ({"experiments": {"halfmoon": []}}, "config.yaml: experiments.halfmoon: expected at least 1 entry, got 0"),
+    ({"experiments": 3}, "config.yaml: experiments: expected array, got int 3"),
     ({"measure": {"min_achieved_fraction": 0}}, "config.yaml: measure.min_achieved_fraction: expected a number > 0"),
     ({"results_min_free_mb": -5}, "config.yaml: results_min_free_mb: expected a number >= 0, got -5"),
 ]
