@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ from benchpipe.errors import ConfigError
 from benchpipe.generators.templates import compile_kind
 from benchpipe.merge import deep_merge
 from benchpipe.validation import read_yaml, validate
+
+log = logging.getLogger("benchpipe.experiment")
 
 RATE_PARAM_DEFAULT = "qps"
 SETTINGS_DURATIONS = ("cycle_s", "prewarm_cycle_s")
@@ -108,11 +111,18 @@ class Experiment:
                 out.update(entry["settings"])
         return out
 
-    def unmatched(self, when: dict[str, Any]) -> str:
-        """Why a `when` matches no point of the sweep ('' when some point matches)."""
+    def unknown_keys(self, when: dict[str, Any]) -> str:
+        """Why a `when` names something that is neither the app nor a sweep parameter ('' if not)."""
         for k in when:
             if k != "app" and k not in self.data["sweep"]:
                 return f"expected the app or a sweep parameter ({', '.join(self.data['sweep'])}), got {k!r}"
+        return ""
+
+    def unmatched(self, when: dict[str, Any]) -> str:
+        """Why a `when` matches no point of the sweep ('' when some point matches)."""
+        unknown = self.unknown_keys(when)
+        if unknown:
+            return unknown
         if not any(self.matches(when, p.params) for p in self.all_points()):
             return f"expected values of points of the sweep, got {when}, which no point has"
         return ""
@@ -182,10 +192,19 @@ def apply_scale(data: dict[str, Any], scale: dict[str, Any]) -> dict[str, Any]:
     if own:
         exp = Experiment(data["name"], "", data)
         for i, entry in enumerate(own):
-            why = exp.unmatched(entry["when"])
+            why = exp.unknown_keys(entry["when"])
             if why:
                 raise ConfigError(f"config: scale.experiments.{data['name']}.settings_when[{i}].when: {why}")
-        wl["settings_when"] = [*wl.get("settings_when", []), *copy.deepcopy(own)]
+        # The local scale is written for the experiment's full sweep: values a narrowed sweep left
+        # out (a tiny test, a user's own cut) are no error, but a typo should not pass unseen.
+        kept = []
+        for i, entry in enumerate(own):
+            why = exp.unmatched(entry["when"])
+            if why:
+                log.warning("config: scale.experiments.%s.settings_when[%d].when: %s", data["name"], i, why)
+            else:
+                kept.append(entry)
+        wl["settings_when"] = [*wl.get("settings_when", []), *copy.deepcopy(kept)]
     return data
 
 

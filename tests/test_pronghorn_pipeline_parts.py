@@ -3,8 +3,10 @@ per-request rows; the per-request metric; the ECDF figure kind; request-count sc
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,7 +138,7 @@ def test_ecdf_points_and_figure(tmp_path):
         registry.load("figure", "ecdf")(pl.DataFrame(rows), {**fig, "rows": {"field": "app"}})
 
 
-def test_scale_counts_requests_and_pauses():
+def test_scale_counts_requests_and_pauses(caplog):
     exp = load_experiment(REPO / "config/experiments/pronghorn/pronghorn_fig4.yaml")
     assert exp.data["workload"]["settings"]["requests"] == 500  # the paper's values in the file
     local = apply_scale(exp.data, {"duration": 0.4, "requests": 0.24})["workload"]["settings"]
@@ -151,11 +153,26 @@ def test_scale_counts_requests_and_pauses():
     scaled = load_experiment(REPO / "config/experiments/pronghorn/pronghorn_fig4.yaml", scale)
     counts = {p.name: scaled.settings(p.params)["requests"] for p in scaled.points("cold")}
     assert counts["bfs_E1"] == counts["bfs_E20"] == 60 and counts["video_E1"] == counts["dfs_E4"] == 40
-    # A `when` that names no sweep parameter, or values no point has, is an error naming the key.
-    for when, why in [({"benchmarks": "bfs"}, "got 'benchmarks'"), ({"benchmark": "vidoe"}, "which no point has")]:
-        bad = {"experiments": {"pronghorn_fig4": {"settings_when": [*own, {"when": when, "settings": {}}]}}}
-        with pytest.raises(ConfigError, match=rf"scale.experiments.pronghorn_fig4.settings_when\[1\].when: .*{why}"):
-            apply_scale(exp.data, bad)
+    # A `when` that names no sweep parameter is an error naming the key; values no point has (a
+    # narrowed sweep, or a typo) are said as a warning naming the key, and the entry applies nowhere.
+    bad = {
+        "experiments": {"pronghorn_fig4": {"settings_when": [*own, {"when": {"benchmarks": "bfs"}, "settings": {}}]}}
+    }
+    with pytest.raises(
+        ConfigError, match=r"scale.experiments.pronghorn_fig4.settings_when\[1\].when: .*got 'benchmarks'"
+    ):
+        apply_scale(exp.data, bad)
+    typo = {
+        "experiments": {
+            "pronghorn_fig4": {"settings_when": [*own, {"when": {"benchmark": "vidoe"}, "settings": {"requests": 7}}]}
+        }
+    }
+    with caplog.at_level(logging.WARNING, logger="benchpipe.experiment"):
+        data = apply_scale(copy.deepcopy(exp.data), typo)
+    assert (
+        "scale.experiments.pronghorn_fig4.settings_when[1].when" in caplog.text and "which no point has" in caplog.text
+    )
+    assert [e["settings"] for e in data["workload"]["settings_when"]] == [{"requests": 60}]
     # Without a requests factor, request counts stay (mu2sls's 20 + 200 sequential requests).
     seq = load_experiment(REPO / "config/experiments/mu2sls/mu2sls_seq.yaml", {"duration": 0.05})
     assert seq.data["workload"]["settings"]["requests"] == 200
