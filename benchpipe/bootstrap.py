@@ -5,7 +5,10 @@ Run again on a prepared cluster it changes nothing: every step checks the state 
 
 from __future__ import annotations
 
+import json
+import random
 import shlex
+import time
 
 from benchpipe import remote
 from benchpipe.errors import ConfigError
@@ -56,8 +59,35 @@ def swarm(hosts: list[Host]) -> None:
     for h in hosts:
         if h.labels and h.role != "client":
             node = remote.run(h, "docker info --format '{{.Swarm.NodeID}}'").strip()
-            adds = " ".join(f"--label-add {shlex.quote(lab)}" for lab in h.labels)
+            label_node(manager, node, h.labels)
+
+
+def label_node(manager: Host, node: str, labels: list[str], attempts: int = 10) -> None:
+    """Add the labels the node lacks.
+
+    Swarm updates a node under optimistic concurrency: two provisions labelling the same node at once
+    (parallel points on one cluster) make one fail with "update out of sequence". That
+    loser re-reads the node and tries again, and finds nothing left to do if the other added the same labels.
+    """
+    for attempt in range(attempts):
+        spec = remote.run(manager, f"docker node inspect --format '{{{{json .Spec.Labels}}}}' {node}")
+        have = json.loads(spec or "null") or {}
+        missing = [lab for lab in labels if _label_pair(lab) not in have.items()]
+        if not missing:
+            return
+        adds = " ".join(f"--label-add {shlex.quote(lab)}" for lab in missing)
+        try:
             remote.run(manager, f"docker node update {adds} {node}")
+            return
+        except remote.RemoteError as e:
+            if "update out of sequence" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.1, 0.3) * (attempt + 1))  # jittered, so two losers do not collide again
+
+
+def _label_pair(label: str) -> tuple[str, str]:
+    key, _, value = label.partition("=")
+    return key, value
 
 
 def bootstrap(hosts: list[Host], *, rename: bool, storage: bool) -> None:

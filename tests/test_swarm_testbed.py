@@ -277,3 +277,49 @@ def test_ctrl_c_during_swarm_deployment_leaves_no_stack(tmp_path):
     assert not list((wd / "results/hotel").glob("*/*/raw")) and not list(
         (wd / "results/hotel").glob("*/*/manifest.json")
     )
+
+
+def test_concurrent_provisions_label_one_node_without_update_out_of_sequence():
+    """Parallel points on one cluster provision at once, and each adds the node's labels: swarm's
+    optimistic concurrency fails all but one `docker node update` ("update out of sequence", which
+    failed a point in CI). Every caller must end with every label on the node."""
+    from benchpipe.bootstrap import label_node
+    from benchpipe.model import Host
+
+    tb = load_testbed()
+    key, port, user = tb["BENCHPIPE_TESTBED_KEY"], int(tb["BENCHPIPE_TESTBED_SSH_PORT"]), tb["BENCHPIPE_TESTBED_USER"]
+    manager = Host(node_name(), "127.0.0.1", "manager", user=user, key_file=key, ssh_port=port)
+    node = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.NodeID}}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    labels = [f"bp_race_{i}=v{i}" for i in range(6)]
+    stop = threading.Event()
+
+    def other_provision() -> None:
+        # Another point's provision updating the same node, as fast as swarm lets it.
+        k = 0
+        while not stop.is_set():
+            k += 1
+            subprocess.run(["docker", "node", "update", "--label-add", f"bp_race_bg={k}", node], capture_output=True)
+
+    others = [threading.Thread(target=other_provision) for _ in range(2)]
+    for t in others:
+        t.start()
+    try:
+        for i in range(len(labels)):
+            label_node(manager, node, labels[: i + 1])
+        have = json.loads(
+            subprocess.run(
+                ["docker", "node", "inspect", "--format", "{{json .Spec.Labels}}", node],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        assert {lab.split("=")[0]: lab.split("=")[1] for lab in labels}.items() <= have.items()
+    finally:
+        stop.set()
+        for t in others:
+            t.join()
+        rm = [arg for lab in [*labels, "bp_race_bg"] for arg in ("--label-rm", lab.split("=")[0])]
+        subprocess.run(["docker", "node", "update", *rm, node], capture_output=True, check=False)
