@@ -7,17 +7,15 @@ re-measure every finished point whenever the cluster is brought up again for a m
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import secrets
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from benchpipe import registry
 from benchpipe.errors import HostLost
+from benchpipe.filelock import locked
 from benchpipe.leased import stop_leased_stacks
 from benchpipe.model import Cluster, Host
 
@@ -34,17 +32,6 @@ def provider_for(config: dict[str, Any], own: dict[str, Any] | None = None) -> A
     prov = config["provider"]
     settings = {**prov.get("settings", {}), **((own or {}).get("settings") or {}), "results_dir": config["results_dir"]}
     return registry.load("provider", (own or prov)["name"])(settings)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def planned_cluster(name: str, machines: list[dict[str, Any]]) -> Cluster:
@@ -78,7 +65,7 @@ def ensure_cluster(config: dict[str, Any], spec: dict[str, Any]) -> Cluster:
     results = Path(config["results_dir"])
     path = cluster_file(results, spec["experiment"], spec["baseline"])
     run_id = config.get("run_id")
-    with _file_lock(path):
+    with locked(path):
         if path.exists():
             cluster = Cluster.load(path)
             provider = provider_for(config, spec.get("provider"))
@@ -128,7 +115,7 @@ def check_still_whole(config: dict[str, Any], cluster: Cluster, failure: BaseExc
 
 def teardown_cluster(config: dict[str, Any], path: Path) -> bool:
     """Tear down the cluster recorded in `path`; idempotent. Returns whether there was one."""
-    with _file_lock(path):
+    with locked(path):
         if not path.exists():
             return False
         cluster = Cluster.load(path)

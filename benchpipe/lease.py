@@ -10,19 +10,19 @@ they hold it; collect, a teardown and a final failure release it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchpipe.errors import StackError
+from benchpipe.filelock import locked
 
 log = logging.getLogger("benchpipe.lease")
 
@@ -44,15 +44,8 @@ class Lease:
     def path(self) -> Path:
         return lock_dir() / (re.sub(r"[^A-Za-z0-9_.-]", "_", self.key) + ".lease")
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.path)
 
     def read(self) -> dict[str, Any] | None:
         try:

@@ -10,7 +10,6 @@ two stacks starting at once never get the same one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import random
@@ -19,6 +18,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from benchpipe.filelock import locked
 
 # Below: registered ports real services hold, and Ray's default worker ports (10002-19999).
 FLOOR = 20_000
@@ -64,8 +65,7 @@ def reserve(host: str, n: int = 1) -> list[int]:
     RESERVE_S seconds (to any process of this user)."""
     path = _reservations()
     pool = candidates()
-    with open(path.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(path):
         now = time.time()
         held: dict[str, float] = {}
         with contextlib.suppress(OSError, ValueError):

@@ -19,6 +19,8 @@ from typing import Any
 from benchpipe import remote
 from benchpipe.bootstrap import bootstrap
 from benchpipe.errors import ConfigError, StackError
+from benchpipe.filelock import locked
+from benchpipe.lease import lock_dir
 from benchpipe.model import Cluster, Host
 
 log = logging.getLogger("benchpipe.ssh")
@@ -97,11 +99,14 @@ class SshProvider:
             remote.run(h, DOCKER_PROBE if swarm else "true", timeout_s=30)
         if swarm:
             # Existing hosts keep their names (the hosts file names them as they are) unless asked.
-            bootstrap(
-                hosts,
-                rename=bool(self.s.get("set_hostnames", False)),
-                storage=bool(self.s.get("mount_storage", False)),
-            )
+            # Clusters of different experiments or baselines may share hosts and provision at once:
+            # one bootstrap at a time, so two never both `swarm init` a host they both saw inactive.
+            with locked(lock_dir() / ("bootstrap-" + "-".join(sorted({h.address for h in hosts})))):
+                bootstrap(
+                    hosts,
+                    rename=bool(self.s.get("set_hostnames", False)),
+                    storage=bool(self.s.get("mount_storage", False)),
+                )
         return Cluster(
             name=name,
             provider="ssh",
