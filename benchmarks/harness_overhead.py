@@ -56,10 +56,15 @@ def main() -> int:
     busy = redone = 0.0
     manifests = sorted(results.glob("*/*/*/manifest.json"))
     reruns = 0
+    spans: list[tuple[float, float]] = []
     for m in manifests:
-        busy += _busy(json.loads(m.read_text())["timing"])
+        t = json.loads(m.read_text())["timing"]
+        busy += _busy(t)
+        spans += _busy_spans(t)
         for attempt in sorted(m.parent.glob("raw/attempts/*/timing.json")):
-            redone += _busy(json.loads(attempt.read_text()))
+            a = json.loads(attempt.read_text())
+            redone += _busy(a)
+            spans += _busy_spans(a)
             reruns += 1
     n = len(manifests)
     overhead = (wall - busy - redone) / n
@@ -69,7 +74,9 @@ def main() -> int:
         f" (+ {redone:.1f} s in {reruns} attempt(s) flagged and measured again)"
     )
     print(f"harness overhead per point: {overhead:.2f} s (target < {TARGET_S:.1f} s; ratio {overhead / TARGET_S:.2f})")
-    _job_times(scratch, started)
+    jobs = _jobs(scratch)
+    _job_times(jobs, started)
+    _where_overhead_went(jobs, spans, started, started + wall, n)
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
     else:
@@ -83,8 +90,13 @@ def _busy(t: dict) -> float:
     return busy + t.get("pause_end", 0) - t.get("pause_start", 0)
 
 
-def _job_times(scratch: Path, started: float) -> None:
-    """Per rule: its jobs' durations (Snakemake's metadata: the job's start, its output's mtime)."""
+def _busy_spans(t: dict) -> list[tuple[float, float]]:
+    pairs = [("warmup_start", "warmup_end"), ("pause_start", "pause_end"), ("measure_start", "measure_end")]
+    return [(t[a], t[b]) for a, b in pairs if a in t and b in t]
+
+
+def _jobs(scratch: Path) -> dict[tuple[str, str], tuple[float, float]]:
+    """Every job of the run: (rule, log) -> (start, end), from Snakemake's metadata."""
     jobs: dict[tuple[str, str], tuple[float, float]] = {}
     for f in (REPO / ".snakemake" / "metadata").iterdir():
         try:
@@ -99,6 +111,11 @@ def _job_times(scratch: Path, started: float) -> None:
             job = (rec["rule"], json.dumps(rec.get("log")))
             start, end = jobs.get(job, (rec["starttime"], rec["endtime"]))
             jobs[job] = (min(start, rec["starttime"]), max(end, rec["endtime"]))
+    return jobs
+
+
+def _job_times(jobs: dict[tuple[str, str], tuple[float, float]], started: float) -> None:
+    """Per rule: its jobs' durations (Snakemake's metadata: the job's start, its output's mtime)."""
     if not jobs:
         return
     by_rule: dict[str, list[float]] = {}
@@ -109,6 +126,35 @@ def _job_times(scratch: Path, started: float) -> None:
     for rule, d in by_rule.items():
         med, top, total = statistics.median(d), max(d), sum(d)
         print(f"  {rule:12s} {len(d):3d} jobs, median {med:6.2f} s, max {top:6.2f} s, total {total:7.1f} s")
+
+
+# A stage's place in a point's life: where two jobs overlap a second of overhead, the later stage has it.
+STAGE_ORDER = ["provision", "deploy", "warmup", "run", "collect", "summarize", "claims", "plot"]
+
+
+def _where_overhead_went(
+    jobs: dict[tuple[str, str], tuple[float, float]], busy: list[tuple[float, float]], t0: float, t1: float, n: int
+) -> None:
+    """The wall time outside every warm-up, pause and measurement, second by second (10 ms steps)
+    attributed to the latest-stage job running then, or to no job (Snakemake's start, its gaps)."""
+    if not jobs or not n:
+        return
+    step = 0.01
+    by: dict[str, float] = {}
+    busy = sorted(busy)
+    spans = sorted(((s, e, r) for (r, _), (s, e) in jobs.items()), key=lambda x: x[0])
+    t = t0
+    while t < t1:
+        if not any(a <= t < b for a, b in busy):
+            running = [r for s, e, r in spans if s <= t < e]
+            rank = {r: i for i, r in enumerate(STAGE_ORDER)}
+            who = max(running, key=lambda r: rank.get(r, -1)) if running else "(no job running)"
+            by[who] = by.get(who, 0.0) + step
+        t += step
+    total = sum(by.values())
+    print(f"overhead by what ran then ({total:.1f} s, {total / n:.2f} s per point):")
+    for who, sec in sorted(by.items(), key=lambda kv: -kv[1]):
+        print(f"  {who:18s} {sec:7.1f} s  {sec / n:5.2f} s per point")
 
 
 if __name__ == "__main__":

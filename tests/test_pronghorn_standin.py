@@ -144,6 +144,17 @@ def serve(url: str, n: int) -> list[dict]:
     return out
 
 
+def recorded(results: Path, n: int, timeout_s: float = 10) -> list[dict]:
+    """The host's records, once n are written: a request's line follows its reply (the snapshot or
+    eviction after it is recorded too), so the last one can still be on its way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = [json.loads(x) for x in results.read_text().splitlines()]
+        if len(lines) >= n or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
+
+
 def runtime_pids() -> set[int]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     return {int(line.split()[0]) for line in out.splitlines()[1:] if "pronghorn.runtime" in line}
@@ -158,7 +169,7 @@ def test_host_evicts_after_n_requests_and_restores_the_snapshot(host_proc):
     assert [g["instance"] for g in got] == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
     stats = get(url + "/stats")[1]
     assert stats["snapshots"] == 1 and stats["evictions"] == 3 and stats["restores"] == 3 and stats["pool"] == [1]
-    lines = [json.loads(x) for x in results.read_text().splitlines()]
+    lines = recorded(results, 10)
     assert len(lines) == 10 and lines[0]["snapshot"] and not any(x["snapshot"] for x in lines[1:])
     assert [x["evicted"] for x in lines[:4]] == [False, False, True, False]
     assert all(x["finishedTs"] >= x["dispatchTs"] >= x["recvTs"] for x in lines)
