@@ -112,7 +112,7 @@ class Lease:
     def acquire(
         self,
         holder: str,
-        poll_s: float = 0.2,
+        poll_s: float = 0.05,
         say_every_s: float = 30.0,
         rank: int | None = None,
         before: Sequence[str] = (),

@@ -186,14 +186,18 @@ def warmup(config: dict[str, Any], deployed: Path, out: Path, log_dir: Path, fin
     out.mkdir(parents=True, exist_ok=True)
     try:
         with _held_stack(config, deployed, log_dir, final, timing) as (spec, _cluster, deployer, stack, _fresh):
-            _warm(spec, deployer, stack, out, timing)
+            _warm(spec, deployer, stack, out, timing, pause=False)
         write_json_atomic(out / "timing.json", timing)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
 
 
-def _warm(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: dict[str, Any]) -> int:
+def _warm(
+    spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: dict[str, Any], pause: bool = True
+) -> int:
+    """The warm-up, and (pause) the quiet gap after it. The warmup job leaves the gap to the run
+    job, whose own start falls inside it (_pause_after_warmup)."""
     wl = spec["workload"]
     sent = 0
     if wl["warmup_s"] > 0:
@@ -204,11 +208,33 @@ def _warm(spec: dict[str, Any], deployer: Any, stack: Any, out: Path, timing: di
         timing["warmup_end"] = _now()
         sent = rep.sent
         log.info("warm-up: %s", _brief(rep))
-    if wl["pause_s"] > 0:
+    if pause and wl["pause_s"] > 0:
         timing["pause_start"] = _now()
         time.sleep(wl["pause_s"])  # the experiment asks for a quiet gap (the seed's sleep 10)
         timing["pause_end"] = _now()
     return sent
+
+
+def _pause_after_warmup(
+    spec: dict[str, Any], deployer: Any, stack: Any, warmed: dict[str, Any], timing: dict[str, Any]
+) -> tuple[str, Any]:
+    """The run job's side of the quiet gap after the warm-up (the seed's sleep 10): counted from
+    the warm-up's end, so this job's start, its generator and the modules its checks need after the
+    measurement are ready inside the gap, not after it. The gap is never shorter than pause_s;
+    where getting ready took longer, the excess is the harness's (pause_end stays start + pause_s)."""
+    prepared = _generator(spec, deployer, stack, timing)
+    pause_s = float(spec["workload"]["pause_s"])
+    if pause_s > 0:
+        import benchpipe.stats.point  # noqa: F401 - the checks after the measurement need it
+    timing["run_ready"] = _now()
+    if pause_s > 0:
+        start = float(warmed.get("warmup_end") or _now())
+        timing["pause_start"] = start
+        rest = start + pause_s - _now()
+        if rest > 0:
+            time.sleep(rest)
+        timing["pause_end"] = start + pause_s
+    return prepared
 
 
 def run(config: dict[str, Any], deployed: Path, warmed: Path, out: Path, log_dir: Path, final: bool) -> None:
@@ -222,8 +248,13 @@ def run(config: dict[str, Any], deployed: Path, warmed: Path, out: Path, log_dir
         with _held_stack(config, deployed, log_dir, final, timing) as (spec, cluster, deployer, stack, fresh):
             try:
                 # The warm-up's effect dies with its stack: a fresh stack is warmed up again.
-                warm_sent = _warm(spec, deployer, stack, out, timing) if fresh else _warmup_sent(warmed)
-                _measure(spec, deployer, stack, out, timing, warm_sent, stall=spec["measure"].get("stall"))
+                if fresh:
+                    warm_sent, prepared = _warm(spec, deployer, stack, out, timing), None
+                else:
+                    warm_sent = _warmup_sent(warmed)
+                    prepared = _pause_after_warmup(spec, deployer, stack, _timing(warmed), timing)
+                stall = spec["measure"].get("stall")
+                _measure(spec, deployer, stack, out, timing, warm_sent, stall=stall, prepared=prepared)
                 earlier = {**_load(deployed, "deployment").get("timing", {}), **_timing(warmed)}
                 _rerun_unstable(config, spec, cluster, deployer, stack, out, earlier, timing, log_dir, final)
             except Exception as e:
@@ -250,9 +281,10 @@ def _measure(
     timing: dict[str, Any],
     sent: int,
     stall: dict[str, Any] | None = None,
+    prepared: tuple[str, Any] | None = None,
 ) -> None:
     wl = spec["workload"]
-    target, generator = _generator(spec, deployer, stack, timing)
+    target, generator = prepared or _generator(spec, deployer, stack, timing)
     timer = _stall_timer(stack, stall) if stall else None
     timing["measure_start"] = _now()
     if timer:
@@ -433,13 +465,14 @@ def collect(
         _link_tree(measured, staged)
         deployer.fetch(stack, staged)
         timing["fetched"] = _now()
-        _record_series(staged)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         _fail(deployer, stack, lease, holder, log_dir, final=True)
         raise
-    # The stack goes first, whatever the files turn out to be.
+    # The stack goes first, whatever the files turn out to be: the next point's deploy waits for
+    # its cluster, and what is derived from the files needs no stack.
     timing.update(stop_point_stack(config, spec))
+    _record_series(staged)
     shutil.rmtree(raw, ignore_errors=True)
     staged.rename(raw)
     cpath = cluster_file(Path(config["results_dir"]), spec["experiment"], spec["baseline"])

@@ -141,3 +141,24 @@ def _out(proc) -> str:
 def ran(proc) -> dict[str, int]:
     """Jobs that finished, by rule (with --until, Snakemake's 'Job stats' lists the whole DAG)."""
     return dict(Counter(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", _out(proc))))
+
+
+def test_the_quiet_gap_after_the_warm_up_holds_the_run_jobs_start(tmp_path, no_stray_stack):
+    """workload.pause_s (the seed's sleep 10) is counted from the warm-up's end: the warmup job ends
+    with its warm-up, and the run job's start (process, generator, the checks' modules) falls inside
+    the gap instead of after it; the measurement still starts no sooner than pause_s after the warm-up."""
+    import yaml
+
+    wd = make_workdir(tmp_path, baselines=("unsafe",), rates=(20,))
+    hotel_file = wd / "config/experiments/halfmoon/hotel.yaml"
+    hotel = yaml.safe_load(hotel_file.read_text())
+    hotel["workload"].update({"warmup_s": 0.4, "measure_s": 1.0, "pause_s": 3.0})
+    hotel_file.write_text(yaml.safe_dump(hotel))
+    snakemake(wd, "figures/hotel.png")
+    point = wd / "results/hotel/unsafe/qps20"
+    warm = json.loads((point / "warmup/timing.json").read_text())
+    assert "warmup_end" in warm and "pause_start" not in warm  # the warmup job did not sleep
+    t = json.loads((point / "manifest.json").read_text())["timing"]
+    assert t["pause_start"] == warm["warmup_end"]
+    assert t["pause_end"] == pytest.approx(warm["warmup_end"] + 3.0)
+    assert warm["warmup_end"] < t["run_ready"] < t["pause_end"] <= t["measure_start"]
